@@ -1,0 +1,15 @@
+/*
+ * weft.h: the whole of weft's public API.
+ *
+ * weft gives C the parallel toolkit that Python programmers know from
+ * threading, queue, concurrent.futures, multiprocessing, gevent and
+ * mpi4py.futures. Include this header, link with -lweft (pkg-config weft).
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include "weft/common.h"
+#include "weft/thread.h"
+#include "weft/queue.h"
+
+#endif

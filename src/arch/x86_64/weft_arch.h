@@ -1,0 +1,6 @@
+/* x86_64: the spin-wait hint. */
+#ifndef WEFT_ARCH_H
+#define WEFT_ARCH_H
+static inline void weft__cpu_relax(void) { __asm__ __volatile__("pause" ::: "memory"); }
+#define WEFT__CACHELINE 64
+#endif
