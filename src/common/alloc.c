@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/assert.h"
 #include "weft/common.h"
 
 static void *sys_malloc(size_t size, void *ud) { (void)ud; return malloc(size); }
@@ -66,6 +67,10 @@ void *weft__calloc(size_t n, size_t size) {
 }
 
 void *weft__realloc(void *ptr, size_t size) {
+  /* The hook's contract (weft/common.h) promises realloc_fn only pointers
+   * that the allocator itself returned, so growing from nothing must go to
+   * malloc_fn: a user allocator need not accept realloc(NULL, n). */
+  if (!ptr) return weft__malloc(size);
   if (inject_failure()) return NULL;
   mark_used();
   return g_alloc.realloc_fn(ptr, size ? size : 1, g_alloc.ud);
@@ -84,6 +89,9 @@ char *weft__strdup(const char *s) {
 
 /* Over-allocate and keep the raw pointer just below the aligned block. */
 void *weft__malloc_aligned(size_t size, size_t align) {
+  /* A bad alignment is a bug in weft, not bad data: the mask below would
+   * silently misalign for a non-power of two. */
+  WEFT_ASSERT(align != 0 && (align & (align - 1)) == 0 && align <= 4096);
   if (align < sizeof(void *)) align = sizeof(void *);
   if (size > SIZE_MAX - align - sizeof(void *)) return NULL;
   char *raw = weft__malloc(size + align + sizeof(void *));

@@ -15,8 +15,12 @@
 #define WEFT_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEFT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Print "weft: internal assertion failed: <expr> (<file>:<line>, <func>)"
+ * and abort. Called by WEFT_ASSERT. */
 __attribute__((noreturn, cold)) void weft__assert_fail(const char *expr, const char *file,
                                                        int line, const char *func);
+/* Print "weft: misuse in <call>(): <fmt...>" and a newline to stderr, then
+ * abort. The whole line is at most 511 bytes (longer text is cut). */
 __attribute__((noreturn, cold, format(printf, 2, 3))) void weft__misuse(const char *call,
                                                                       const char *fmt, ...);
 
@@ -32,8 +36,9 @@ __attribute__((noreturn, cold, format(printf, 2, 3))) void weft__misuse(const ch
 #define WEFT_DASSERT(cond) ((void)0)
 #endif
 
-/* Abort with "weft: weft_queue_put(): argument 'q' is NULL" when a handle
- * argument of a public call is NULL. */
+/* Abort with "weft: misuse in weft_queue_put(): argument 'q' is NULL" when a
+ * handle argument of a public call is NULL. Use it in the public function
+ * itself: __func__ is the name that the message reports. */
 #define WEFT_CHECK_HANDLE(p)                                             \
   do {                                                                   \
     if (WEFT_UNLIKELY((p) == NULL))                                      \

@@ -7,6 +7,7 @@
  * parent's limit binds the child too) and take the smallest.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -119,10 +120,28 @@ int weft__cgroup_cpu_limit(const char *root) {
   return best;
 }
 
+/* CPUs in the affinity mask, or 0 if it cannot be read. A fixed cpu_set_t
+ * holds 1024 CPUs and sched_getaffinity fails with EINVAL on a kernel
+ * configured for more, so grow the set until it fits. The set comes from
+ * CPU_ALLOC (libc malloc), not weft__malloc: this is a transient buffer, and
+ * counting CPUs must not lock the user out of weft_set_allocator. */
+static int affinity_count(void) {
+  for (int ncpus = 1024; ncpus <= (1 << 20); ncpus *= 2) {
+    cpu_set_t *set = CPU_ALLOC((size_t)ncpus);
+    if (!set) return 0;
+    size_t size = CPU_ALLOC_SIZE((size_t)ncpus);
+    CPU_ZERO_S(size, set);
+    int r = sched_getaffinity(0, size, set);
+    int n = r == 0 ? CPU_COUNT_S(size, set) : 0;
+    CPU_FREE(set);
+    if (r == 0) return n;
+    if (errno != EINVAL) return 0;
+  }
+  return 0;
+}
+
 int weft_cpu_count(void) {
-  cpu_set_t set;
-  int n = 0;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  int n = affinity_count();
   if (n <= 0) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     n = c > 0 ? (int)c : 1;
