@@ -50,7 +50,7 @@ class Run:
     impl: str             # "impl" the program reports
     variant: str          # "variant" the program reports
     args: list            # arguments after the program's argv prefix
-    timeout_s: float = 90.0
+    timeout_s: float = 60.0
 
 
 @dataclass

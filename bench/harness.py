@@ -331,7 +331,7 @@ def workload_section(doc) -> list:
             + (" (--quick)" if doc["quick"] else "") + "; "
             + ("higher" if doc["higher_is_better"] else "lower") + " is better.", ""]
     out = head + table(doc)
-    if doc["targets"]:
+    if doc["targets"] and not doc.get("only"):
         out += ["", "Targets:", ""] + target_lines(doc)
     if doc["failures"]:
         out += ["", "Failures:", ""]
