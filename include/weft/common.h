@@ -37,6 +37,9 @@ extern "C" {
 #define WEFT_API
 #endif
 
+/* --------------------------------------------------------------- version */
+
+/* The version of these headers, the one compiled against. */
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
@@ -44,7 +47,9 @@ extern "C" {
   ((WEFT_VERSION_MAJOR << 16) | (WEFT_VERSION_MINOR << 8) | WEFT_VERSION_PATCH)
 
 /* The version of the library actually linked, as WEFT_VERSION_HEX and as
- * "MAJOR.MINOR.PATCH". Thread-safety: any thread. */
+ * "MAJOR.MINOR.PATCH" (a static string). Compare with the WEFT_VERSION_*
+ * macros, which give the version of the headers compiled against.
+ * Thread-safety: any thread. */
 WEFT_API unsigned weft_version(void);
 WEFT_API const char *weft_version_string(void);
 
@@ -98,14 +103,16 @@ WEFT_API const char *weft_version_string(void);
 #define WEFT_ECORRUPT    (WEFT_ERRNO_BASE - 9) /* shared data failed a consistency check */
 #define WEFT_ERRNO_LAST  WEFT_ECORRUPT
 
-/* A one-line English description of an error code ("queue is full").
- * Never NULL: an unknown code gives "unknown error". The string is static.
- * Thread-safety: any thread. */
+/* A one-line English description of an error code ("queue is full"); 0
+ * gives "success". Never NULL: an unknown code (including a positive errno
+ * value: weft's codes are negative) gives "unknown error". The string is
+ * static. Thread-safety: any thread. */
 WEFT_API const char *weft_strerror(int err);
 
 /* The symbolic name of an error code: "WEFT_EFULL", "ETIMEDOUT" for system
- * errors. Never NULL: an unknown code gives "UNKNOWN". The string is static.
- * Thread-safety: any thread. */
+ * errors, "OK" for 0. Never NULL: an unknown code gives "UNKNOWN". Aliased
+ * errno values have one name (WEFT_EAGAIN == -EWOULDBLOCK is "EAGAIN"). The
+ * string is static. Thread-safety: any thread. */
 WEFT_API const char *weft_err_name(int err);
 
 /* ------------------------------------------------------------------ time */
@@ -120,35 +127,49 @@ WEFT_API int64_t weft_now_ns(void);
 /* Absolute deadline that falls timeout_ns / timeout_ms / timeout_s from now.
  * A negative timeout gives WEFT_FOREVER (as poll(2)'s -1 and Python's None);
  * 0 gives a deadline that is already due, so the call tries once and does not
- * block. Overflow saturates to the far future. A NaN timeout_s is treated as
- * forever. Thread-safety: any thread. */
+ * block. Overflow (a huge timeout, +infinity) saturates to INT64_MAX, the far
+ * future, never wrapping into the past. A NaN timeout_s is treated as
+ * forever. timeout_s is rounded up to whole nanoseconds, so a positive
+ * timeout never gives a deadline before the time asked for.
+ * Thread-safety: any thread. */
 WEFT_API int64_t weft_deadline_in_ns(int64_t timeout_ns);
 WEFT_API int64_t weft_deadline_in_ms(int64_t timeout_ms);
 WEFT_API int64_t weft_deadline_in_s(double timeout_s);
 
 /* Nanoseconds left until deadline: 0 when due, INT64_MAX for WEFT_FOREVER.
+ * An invalid deadline (below WEFT_FOREVER) reads as due: 0.
  * Thread-safety: any thread. */
 WEFT_API int64_t weft_deadline_remaining_ns(int64_t deadline_ns);
 
-/* Sleep until deadline_ns. Returns 0 when the deadline is reached,
- * WEFT_EINVAL for a deadline below WEFT_FOREVER. A signal does not end the
- * sleep early. Thread-safety: any thread. */
+/* Sleep until deadline_ns. Returns 0 when the deadline is reached (at once
+ * for 0 or any time already past), WEFT_EINVAL for a deadline below
+ * WEFT_FOREVER. WEFT_FOREVER sleeps for good. A signal does not end the
+ * sleep early: its handler runs, then the sleep goes on. For a sleep that a
+ * stop request can end, see weft_thread_sleep_until. Thread-safety: any
+ * thread. */
 WEFT_API int weft_sleep_until(int64_t deadline_ns);
 
-/* ------------------------------------------------------------------ cpus */
+/* ------------------------------------------------------------- CPU count */
 
 /* How many CPUs this process may really use: the CPUs in its affinity mask,
  * lowered to the cgroup CPU quota (cgroup v2 cpu.max or v1
- * cpu.cfs_quota_us / cpu.cfs_period_us, rounded up) when one is set. Always
- * at least 1. Read afresh on every call. Thread-safety: any thread. */
+ * cpu.cfs_quota_us / cpu.cfs_period_us, rounded up) when one is set on the
+ * process's cgroup or any ancestor. Always at least 1. Read afresh on every
+ * call (it reads a few small files: do not call it in a hot loop). Does not
+ * allocate through the allocator hook. Thread-safety: any thread. */
 WEFT_API int weft_cpu_count(void);
 
 /* ------------------------------------------------------------- allocator */
 
 /* The allocator weft uses for all of its own memory. Each function receives
- * ud. realloc and free are called only on pointers that the same allocator
- * returned. malloc may return NULL; weft then fails the call with
- * WEFT_ENOMEM. */
+ * ud. malloc_fn and realloc_fn are never asked for 0 bytes. realloc_fn and
+ * free_fn are called only on pointers that the same allocator returned
+ * (never NULL: weft calls malloc_fn to allocate afresh). malloc_fn and
+ * realloc_fn may return NULL; weft then fails the call with WEFT_ENOMEM,
+ * and a failed realloc_fn must leave the old block intact, as realloc(3)
+ * does. The functions are called from any thread, concurrently: they must
+ * be thread-safe, and must not call weft calls that allocate (that would
+ * recurse). */
 typedef struct weft_allocator {
   void *(*malloc_fn)(size_t size, void *ud);
   void *(*realloc_fn)(void *ptr, size_t size, void *ud);
@@ -159,9 +180,12 @@ typedef struct weft_allocator {
 /* Install an allocator (NULL restores malloc/realloc/free). Must be called
  * before weft allocates anything: once weft has allocated, returns
  * WEFT_EBUSY and changes nothing, since memory would otherwise be freed by
- * an allocator that did not return it. WEFT_EINVAL if a function pointer is
- * NULL. The struct is copied. Thread-safety: call it from one thread, before
- * any other weft call. */
+ * an allocator that did not return it. Until then it may be called again to
+ * replace the hook. WEFT_EINVAL (checked first) if a function pointer is
+ * NULL. The struct is copied; ud is borrowed for the rest of the process.
+ * Calls that need no memory (errors, time, weft_cpu_count) do not count as
+ * allocating. Thread-safety: call it from one thread, before any other weft
+ * call. */
 WEFT_API int weft_set_allocator(const weft_allocator *alloc);
 
 #ifdef __cplusplus
