@@ -11,6 +11,7 @@
 #define WEFT_COMMON_ASSERT_H
 
 #include <stdbool.h>
+#include <stddef.h> /* NULL, for WEFT_CHECK_HANDLE */
 
 #define WEFT_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEFT_UNLIKELY(x) __builtin_expect(!!(x), 0)
