@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -57,26 +58,51 @@ static struct timespec ts_of(int64_t ns) {
 /* Lock with an absolute CLOCK_MONOTONIC deadline (0: already due, so it
  * never sleeps, but unlike trylock it still reports EDEADLK for an
  * error-checking mutex that the caller holds). */
-static int clock_lock(pthread_mutex_t *pm, int64_t deadline_ns) {
+static int clock_lock(mutex_impl *mi, int64_t deadline_ns) {
   struct timespec ts = ts_of(deadline_ns);
-  return pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, &ts);
+  return pthread_mutex_clocklock(&mi->pm, CLOCK_MONOTONIC, &ts);
 }
 #else
-/* ThreadSanitizer (as shipped with GCC 12) does not intercept
+/* ThreadSanitizer builds only. GCC 12's TSan does not intercept
  * pthread_mutex_clocklock, so it would not see the lock taken and would
- * report races on everything the mutex guards. Under TSan only, we use the
- * intercepted pthread_mutex_timedlock on CLOCK_REALTIME and convert: if the
- * wall clock jumps, we retry until the monotonic deadline really passed. */
-static int clock_lock(pthread_mutex_t *pm, int64_t deadline_ns) {
+ * report races on everything the mutex guards; and its
+ * pthread_mutex_timedlock interceptor ignores EOWNERDEAD, so after a dead
+ * owner it would think the lock is not ours and report our unlock. So:
+ *  - a non-robust mutex uses the intercepted pthread_mutex_timedlock on
+ *    CLOCK_REALTIME, retrying if the wall clock jumped before the monotonic
+ *    deadline passed;
+ *  - a robust (WEFT_SYNC_PSHARED) one polls pthread_mutex_trylock, whose
+ *    interceptor does handle EOWNERDEAD, with naps of up to 1 ms. trylock
+ *    has the glibc flaw described in weft_mutex_lock (it leaves a
+ *    not-recoverable mutex locked), so we first look at glibc's owner
+ *    field, which holds PTHREAD_MUTEX_NOTRECOVERABLE (INT_MAX - 1, glibc's
+ *    private constant since robust mutexes exist) once the mutex is
+ *    unusable, and never changes back. A mutex that becomes unusable between
+ *    that look and the trylock can still be caught by the flaw: a narrow
+ *    window, in sanitizer builds only. */
+#define GLIBC_MUTEX_NOTRECOVERABLE (INT_MAX - 1)
+static int clock_lock(mutex_impl *mi, int64_t deadline_ns) {
+  if (mi->flags & WEFT_SYNC_PSHARED) {
+    int64_t nap_ns = 20000;
+    for (;;) {
+      if (__atomic_load_n(&mi->pm.__data.__owner, __ATOMIC_RELAXED) == GLIBC_MUTEX_NOTRECOVERABLE)
+        return ENOTRECOVERABLE;
+      int r = pthread_mutex_trylock(&mi->pm);
+      if (r != EBUSY) return r;
+      int64_t left = weft_deadline_remaining_ns(deadline_ns);
+      if (left == 0) return ETIMEDOUT;
+      weft_sleep_until(weft_deadline_in_ns(left < nap_ns ? left : nap_ns));
+      if (nap_ns < 1000000) nap_ns *= 2;
+    }
+  }
   for (;;) {
     struct timespec ts = {0, 0};
     if (deadline_ns > 0) {
       int64_t left = weft_deadline_remaining_ns(deadline_ns);
       clock_gettime(CLOCK_REALTIME, &ts);
-      int64_t rt = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + left;
-      ts = ts_of(rt);
+      ts = ts_of((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + left);
     }
-    int r = pthread_mutex_timedlock(pm, &ts);
+    int r = pthread_mutex_timedlock(&mi->pm, &ts);
     if (r != ETIMEDOUT || weft_deadline_remaining_ns(deadline_ns) == 0) return r;
   }
 }
@@ -120,15 +146,21 @@ int weft_mutex_lock(weft_mutex *m, int64_t deadline_ns) {
   int r;
   if (deadline_ns == WEFT_FOREVER) {
     r = pthread_mutex_lock(&mi->pm);
+  } else if (deadline_ns == 0 && (mi->flags & WEFT_SYNC_PSHARED)) {
+    /* Not trylock for a robust mutex: glibc's trylock on a mutex that is
+     * not recoverable returns ENOTRECOVERABLE but leaves it locked by the
+     * caller (its "oldval == id" test can never hold there), after which
+     * every lock says EDEADLK. The timed lock unlocks it again. */
+    r = clock_lock(mi, 0);
   } else if (deadline_ns == 0) {
     r = pthread_mutex_trylock(&mi->pm);
     /* trylock says EBUSY both when another thread holds an error-checking
      * mutex and when the caller does; the contract tells them apart
      * (ETIMEDOUT vs EDEADLK). Only on this slow path, ask a lock whose
      * deadline is already due: it checks the owner first. */
-    if (r == EBUSY) r = (mi->flags & WEFT_MUTEX_RECURSIVE) ? ETIMEDOUT : clock_lock(&mi->pm, 0);
+    if (r == EBUSY) r = (mi->flags & WEFT_MUTEX_RECURSIVE) ? ETIMEDOUT : clock_lock(mi, 0);
   } else {
-    r = clock_lock(&mi->pm, deadline_ns);
+    r = clock_lock(mi, deadline_ns);
   }
   return -r;
 }
