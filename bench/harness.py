@@ -115,6 +115,38 @@ def ensure_packages(pkgs) -> None:
 
 # ------------------------------------------------------------------ machine
 
+def cpu_busy(interval_s: float = 1.0) -> float:
+    """Fraction of all CPUs' time not idle over interval_s, from /proc/stat."""
+    def snap():
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return sum(v), v[3] + v[4]  # all, idle + iowait
+    try:
+        a = snap()
+        time.sleep(interval_s)
+        b = snap()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = b[0] - a[0]
+    return 1.0 - (b[1] - a[1]) / total if total > 0 else 0.0
+
+
+def wait_quiet(max_wait_s: float, threshold: float = 0.25) -> float:
+    """Wait up to max_wait_s for the CPUs to be at most threshold busy (other
+    people's work). Returns the last busy fraction measured; warns if high."""
+    busy = cpu_busy()
+    if busy > threshold and max_wait_s > 0:
+        log(f"bench: CPUs {busy:.0%} busy with other work; waiting up to {max_wait_s:.0f} s "
+            "for them to quiet down")
+        deadline = time.monotonic() + max_wait_s
+        while busy > threshold and time.monotonic() < deadline:
+            busy = cpu_busy(2.0)
+    if busy > threshold:
+        log(f"bench: WARNING: CPUs {busy:.0%} busy with other work before the run: figures "
+            "will be noisy (weft and peers are interleaved, so the ratios suffer less than "
+            "the absolute numbers); --wait-idle S waits for a quiet machine")
+    return busy
+
+
 def machine_info() -> dict:
     model = ""
     try:
@@ -208,7 +240,7 @@ def better_ratio(mod, weft_value, peer_value) -> float:
     return peer_value / weft_value
 
 
-def summarize(mod, runs, measurements, failures, reps, quick, only, started) -> dict:
+def summarize(mod, runs, measurements, failures, reps, quick, only, started, machine) -> dict:
     sides = {r.impl: side_of(mod, r) for r in runs}
     order = []
     for r in runs:
@@ -267,7 +299,7 @@ def summarize(mod, runs, measurements, failures, reps, quick, only, started) -> 
         "higher_is_better": getattr(mod, "HIGHER_IS_BETTER", True),
         "generated": started.isoformat(timespec="seconds"),
         "reps": reps, "quick": quick, "only": only,
-        "machine": machine_info(), "weft_commit": weft_commit(),
+        "machine": machine, "weft_commit": weft_commit(),
         "medians": medians, "ratios": ratios, "targets": targets,
         "failures": failures, "runs": measurements,
     }
@@ -327,7 +359,10 @@ def workload_section(doc) -> list:
     head = [f"## {doc['workload']}: {doc['title']}", "",
             f"{doc['generated']}, weft {doc['weft_commit']}, {m.get('cpus')} CPUs "
             f"({m.get('cpu_model') or 'unknown CPU'}), load average at start "
-            f"{m['loadavg_at_start'][0]:.2f}; median of {doc['reps']} interleaved repetitions"
+            f"{m['loadavg_at_start'][0]:.2f}"
+            + (f", CPUs {m['cpu_busy_before']:.0%} busy with other work just before"
+               if "cpu_busy_before" in m else "")
+            + f"; median of {doc['reps']} interleaved repetitions"
             + (" (--quick)" if doc["quick"] else "") + "; "
             + ("higher" if doc["higher_is_better"] else "lower") + " is better.", ""]
     out = head + table(doc)
@@ -432,6 +467,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK_REPS} repetitions instead of {DEFAULT_REPS}")
     ap.add_argument("--reps", type=int, help="number of repetitions (overrides --quick)")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="before each workload, wait up to S seconds for other work on the "
+                    "machine to stop (CPUs at most 25%% busy)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = ap.parse_args()
 
@@ -467,7 +505,9 @@ def main() -> int:
     any_failure = False
     docs = []
     for mod in mods:
+        busy = wait_quiet(args.wait_idle)
         started = datetime.datetime.now().astimezone()
+        machine = dict(machine_info(), cpu_busy_before=round(busy, 3))
         failures, measurements = [], []
         argv_of = {}
         for prog in mod.PROGRAMS:
@@ -507,7 +547,9 @@ def main() -> int:
                 log(f"{tag} {run.variant:6} {run.impl:20} {si(m['value']):>8} {m['unit']}"
                     + (f"  ({m['secs']:.2f} s)" if "secs" in m else ""))
         any_failure |= bool(failures)
-        doc = summarize(mod, runs, measurements, failures, reps, args.quick, args.only, started)
+        machine["loadavg_at_end"] = list(os.getloadavg())
+        doc = summarize(mod, runs, measurements, failures, reps, args.quick, args.only, started,
+                        machine)
         docs.append(doc)
         if args.only:
             write_atomic(bl.RESULTS / f"{mod.ID}.weft-only.json", json.dumps(doc, indent=1) + "\n")
