@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,12 +28,18 @@ static void *shared_map(size_t size) {
   return p;
 }
 
-/* fork(); the child runs fn(arg) and exits with its result. */
+/* fork(); the child runs fn(arg) and exits with its result. A child never
+ * outlives the test (some wait forever on purpose, to be killed): it dies
+ * with its parent. */
 static pid_t spawn(int (*fn)(void *), void *arg) {
+  pid_t parent = getpid();
   fflush(NULL);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(fn(arg));
+  if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(99);
+    _exit(fn(arg));
+  }
   return pid;
 }
 
