@@ -1,0 +1,17 @@
+#!/bin/sh
+# Run the tour in quick mode and check that each demo printed what the seed's
+# snippet prints.
+set -eu
+out=$("$1" --quick)
+printf '%s\n' "$out"
+check() {
+  printf '%s\n' "$out" | grep -q -- "$1" || { echo "tour output lacks: $1" >&2; exit 1; }
+}
+check '=== threads:'
+check 'Starting Thread-1'
+check 'Exiting Main Thread'
+check 'Exiting Thread-2'
+check '=== queue:'
+check 'all 10 items done'
+check 'queue.PriorityQueue gets: 1 2 3 4 5'
+check 'queue.LifoQueue gets: 2 1 4 3 5'
