@@ -1,0 +1,53 @@
+/*
+ * weft_tour [--quick] [DEMO...]: run the seed's demos in order (all of them
+ * when none is named). --quick shortens the seed's sleeps tenfold.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tour.h"
+
+static const struct {
+  const char *name;
+  int (*run)(const tour_opts *);
+} demos[] = {
+    {"threads", tour_threads},
+    {"queue", tour_queue},
+};
+#define NDEMOS (sizeof demos / sizeof demos[0])
+
+void tour_title(const char *name, const char *seed_snippet) {
+  printf("\n=== %s: %s ===\n", name, seed_snippet);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  tour_opts o = {false, 1000000000};
+  int want[NDEMOS] = {0}, any = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--quick") == 0) {
+      o.quick = true;
+      o.second_ns = 100000000;
+      continue;
+    }
+    size_t d;
+    for (d = 0; d < NDEMOS && strcmp(argv[i], demos[d].name) != 0; d++) {
+    }
+    if (d == NDEMOS) {
+      fprintf(stderr, "weft_tour: no demo named '%s'; demos:", argv[i]);
+      for (d = 0; d < NDEMOS; d++) fprintf(stderr, " %s", demos[d].name);
+      fprintf(stderr, "\n");
+      return 2;
+    }
+    want[d] = any = 1;
+  }
+  int failed = 0;
+  for (size_t d = 0; d < NDEMOS; d++) {
+    if (any && !want[d]) continue;
+    if (demos[d].run(&o) != 0) {
+      fprintf(stderr, "weft_tour: demo '%s' failed\n", demos[d].name);
+      failed++;
+    }
+  }
+  return failed != 0;
+}

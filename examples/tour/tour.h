@@ -1,0 +1,24 @@
+/*
+ * The tour: every demo of the seed document, in C on weft. Each demo is a
+ * function in its own file, listed in tour.c, that prints a title naming the
+ * seed snippet it reproduces and then runs it.
+ */
+#ifndef WEFT_TOUR_H
+#define WEFT_TOUR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct tour_opts {
+  bool quick;          /* --quick: shorten the seed's sleeps */
+  int64_t second_ns;   /* what "one second" of the seed lasts: 1e9, or 1e8 quick */
+} tour_opts;
+
+/* Print the demo's title: the seed snippet it reproduces. */
+void tour_title(const char *name, const char *seed_snippet);
+
+/* Each returns 0 on success, non-zero if something went wrong. */
+int tour_threads(const tour_opts *o);
+int tour_queue(const tour_opts *o);
+
+#endif
