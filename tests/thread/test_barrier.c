@@ -261,6 +261,13 @@ TEST(bad_deadline_is_einval_and_does_not_arrive) {
   weft_barrier_fini(&b);
 }
 
+static void wait_after_fini(void) {
+  weft_barrier b;
+  weft_barrier_init(&b, 0, 1);
+  weft_barrier_fini(&b);
+  weft_barrier_wait(&b, 0, NULL);
+}
+
 TEST(misuse_aborts_naming_the_call) {
   weft_barrier z;
   memset(&z, 0, sizeof z);
@@ -270,4 +277,5 @@ TEST(misuse_aborts_naming_the_call) {
   ASSERT_ABORTS(weft_barrier_reset(NULL), "weft_barrier_reset");
   ASSERT_ABORTS(weft_barrier_fini(NULL), "weft_barrier_fini");
   ASSERT_ABORTS(weft_barrier_wait(&z, 0, NULL), "weft_barrier_wait(): argument 'b' is not an initialised barrier");
+  ASSERT_ABORTS(wait_after_fini(), "weft_barrier_wait(): argument 'b' is not an initialised barrier");
 }

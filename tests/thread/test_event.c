@@ -186,6 +186,13 @@ static void fini_with_sleeper(void) {
   weft_event_fini(&e);
 }
 
+static void set_after_fini(void) {
+  weft_event e;
+  weft_event_init(&e, 0);
+  weft_event_fini(&e);
+  weft_event_set(&e);
+}
+
 TEST(misuse_aborts_naming_the_call) {
   weft_event z;
   memset(&z, 0, sizeof z);
@@ -198,4 +205,5 @@ TEST(misuse_aborts_naming_the_call) {
   ASSERT_ABORTS(weft_event_set(&z), "weft_event_set(): argument 'e' is not an initialised event");
   ASSERT_ABORTS(weft_event_wait(&z, 0), "weft_event_wait(): argument 'e' is not an initialised event");
   ASSERT_ABORTS(fini_with_sleeper(), "weft_event_fini(): threads are still waiting");
+  ASSERT_ABORTS(set_after_fini(), "weft_event_set(): argument 'e' is not an initialised event");
 }

@@ -375,6 +375,13 @@ static void lock_after_fini(void) {
   weft_mutex_lock(&m, WEFT_FOREVER);
 }
 
+static void signal_after_fini(void) {
+  weft_cond c;
+  weft_cond_init(&c, 0);
+  weft_cond_fini(&c);
+  weft_cond_signal(&c);
+}
+
 TEST(misuse_aborts_naming_the_call) {
   weft_mutex zm;
   weft_cond zc;
@@ -394,4 +401,5 @@ TEST(misuse_aborts_naming_the_call) {
   ASSERT_ABORTS(weft_cond_fini(NULL), "weft_cond_fini");
   ASSERT_ABORTS(weft_cond_wait(NULL, &zm, 0), "weft_cond_wait");
   ASSERT_ABORTS(weft_cond_signal(&zc), "weft_cond_signal(): argument 'c' is not an initialised condition");
+  ASSERT_ABORTS(signal_after_fini(), "weft_cond_signal(): argument 'c' is not an initialised condition");
 }

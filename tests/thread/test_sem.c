@@ -184,6 +184,13 @@ TEST(producers_and_consumers_balance) {
   weft_sem_fini(&s);
 }
 
+static void acquire_after_fini(void) {
+  weft_sem s;
+  weft_sem_init(&s, 0, 1, 0);
+  weft_sem_fini(&s);
+  weft_sem_acquire(&s, 0);
+}
+
 TEST(misuse_aborts_naming_the_call) {
   weft_sem z;
   memset(&z, 0, sizeof z);
@@ -193,4 +200,5 @@ TEST(misuse_aborts_naming_the_call) {
   ASSERT_ABORTS(weft_sem_value(NULL), "weft_sem_value");
   ASSERT_ABORTS(weft_sem_fini(NULL), "weft_sem_fini");
   ASSERT_ABORTS(weft_sem_release(&z, 1), "weft_sem_release(): argument 's' is not an initialised semaphore");
+  ASSERT_ABORTS(acquire_after_fini(), "weft_sem_acquire(): argument 's' is not an initialised semaphore");
 }
