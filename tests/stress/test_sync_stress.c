@@ -7,8 +7,8 @@
  * so a lost wake-up shows as a hang (caught by the timeout) and a lost or
  * doubled update as a wrong count.
  *
- * Knobs (environment): WEFT_STRESS_ITERS scales every case (default 20000,
- * a quarter of that under ThreadSanitizer); WEFT_STRESS_THREADS is the
+ * Knobs (environment): WEFT_STRESS_ITERS scales every case (default 50000,
+ * a fifth of that under ThreadSanitizer); WEFT_STRESS_THREADS is the
  * thread count (default 4).
  */
 #define _GNU_SOURCE
@@ -22,9 +22,9 @@
 WEFT_TEST_TIMEOUT(120)
 
 #ifdef WEFT_TSAN
-#define DEFAULT_ITERS 5000
+#define DEFAULT_ITERS 10000
 #else
-#define DEFAULT_ITERS 20000
+#define DEFAULT_ITERS 50000
 #endif
 #define MAX_THREADS 64
 
