@@ -48,9 +48,7 @@ WEFT_API int weft_thread_start(weft_thread **out, weft_thread_fn *fn, void *arg,
  * valid and may be joined again), WEFT_EDEADLK (t is the calling thread),
  * WEFT_EINVAL (bad deadline).
  * Misuse (aborts): t NULL, t already detached, t a handle of a thread that
- * weft did not start (weft_thread_current() of a foreign thread), t a handle
- * copied into a fork() child from its parent (that thread does not exist in
- * the child; the same holds for detach).
+ * weft did not start (weft_thread_current() of a foreign thread).
  * Thread-safety: one joiner at a time per handle. */
 WEFT_API int weft_thread_join(weft_thread *t, int64_t deadline_ns, void **ret);
 
@@ -142,9 +140,7 @@ WEFT_API void weft_cond_fini(weft_cond *c);
 /* Atomically unlock m and wait for a signal, then relock m. Spurious
  * wake-ups happen: wait in a loop on your predicate. Returns 0,
  * WEFT_ETIMEDOUT (m is relocked), WEFT_EOWNERDEAD (as for weft_mutex_lock),
- * WEFT_EPERM (caller does not hold m), WEFT_EINVAL. A WEFT_MUTEX_RECURSIVE
- * m must be held exactly once: a deeper hold is not released by the wait
- * (unlike Python's Condition over an RLock), so a signaller would block. */
+ * WEFT_EPERM (caller does not hold m), WEFT_EINVAL. */
 WEFT_API int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t deadline_ns);
 /* Wake one / all waiters (Python's notify / notify_all). */
 WEFT_API void weft_cond_signal(weft_cond *c);
@@ -195,7 +191,7 @@ typedef struct weft_barrier {
   union { unsigned char bytes[32]; uint64_t align_; } opaque_;
 } weft_barrier;
 
-/* Initialise b for parties threads (1..65535). 0 or WEFT_EINVAL. */
+/* Initialise b for parties threads (>= 1). 0 or WEFT_EINVAL. */
 WEFT_API int weft_barrier_init(weft_barrier *b, unsigned flags, unsigned parties);
 WEFT_API void weft_barrier_fini(weft_barrier *b);
 /* Wait until parties threads have called wait. Returns 0 and, if index is
