@@ -12,6 +12,7 @@ Debian 12 with nothing but /usr/bin/python3.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -82,10 +83,14 @@ def run_logged(argv, log: Path, cwd=None, env=None) -> None:
 class Builder:
     """Builds weft (Release, static) once and the programs of the workloads."""
 
-    def __init__(self):
+    def __init__(self, weft_src: Path = REPO):
+        self.weft_src = Path(weft_src).resolve()
         self.bin = WORK / "bin"
         self.logs = WORK / "logs"
-        self.weft_build = WORK / "build"
+        # A CMake build directory belongs to one source tree.
+        self.weft_build = WORK / ("build" if self.weft_src == REPO else
+                                  "build-" + hashlib.sha1(str(self.weft_src).encode())
+                                  .hexdigest()[:10])
         self._weft_lib: Optional[Path] = None
         self._weft_error: Optional[BuildError] = None
         self.bin.mkdir(parents=True, exist_ok=True)
@@ -97,7 +102,7 @@ class Builder:
         if self._weft_error is not None:
             raise self._weft_error
         try:
-            run_logged(["cmake", "-S", REPO, "-B", self.weft_build,
+            run_logged(["cmake", "-S", self.weft_src, "-B", self.weft_build,
                         "-DCMAKE_BUILD_TYPE=Release", "-DWEFT_BUILD_TESTS=OFF",
                         "-DWEFT_BUILD_EXAMPLES=OFF"], self.logs / "weft-cmake.log")
             run_logged(["cmake", "--build", self.weft_build, "--target", "weft_static",
@@ -115,7 +120,7 @@ class Builder:
         """gcc -O2 the sources (paths relative to bench/) into bench/.work/bin/name."""
         out = self.bin / name
         argv = ["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-pthread",
-                "-I", BENCH / "common", "-I", REPO / "include"]
+                "-I", BENCH / "common", "-I", self.weft_src / "include"]
         argv += [BENCH / s for s in sources]
         if pkgconfig:
             flags = subprocess.run(["pkg-config", "--cflags", "--libs", *pkgconfig],
@@ -147,6 +152,30 @@ class Builder:
         if not path.is_file():
             raise BuildError(f"{path} is missing")
         return [PYTHON, str(path)]
+
+
+def export_rev(rev: str):
+    """Unpack the tree of git revision rev into bench/.work/src-<hash> (read-only
+    git commands: nothing in the repository changes). Returns (dir, label)."""
+    r = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), "rev-parse", "--verify",
+                        rev + "^{commit}"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"--weft-rev {rev}: not a commit: {r.stderr.strip()}")
+    commit = r.stdout.strip()
+    dest = WORK / f"src-{commit[:12]}"
+    if not (dest / "CMakeLists.txt").is_file():
+        tmp = WORK / f"src-{commit[:12]}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.Popen(["git", "-C", str(REPO), "archive", commit],
+                                   stdout=subprocess.PIPE)
+        rc_tar = subprocess.call(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout)
+        archive.stdout.close()
+        if archive.wait() != 0 or rc_tar != 0:
+            raise BuildError(f"git archive {commit} failed")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return dest, f"commit {commit[:10]} (--weft-rev {rev})"
 
 
 def have(cmd: str) -> bool:

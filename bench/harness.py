@@ -165,11 +165,16 @@ def machine_info() -> dict:
     return info
 
 
-def weft_commit() -> str:
+def weft_commit(src) -> str:
+    if isinstance(src, str):  # already a label ("commit abc1234 (--weft-rev HEAD)")
+        return src
+
     def git(*a):
-        r = subprocess.run(["git", "--no-optional-locks", "-C", str(bl.REPO), *a],
+        r = subprocess.run(["git", "--no-optional-locks", "-C", str(src), *a],
                            capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else ""
+    if git("rev-parse", "--show-toplevel") != str(src):
+        return f"source tree {src} (not a git checkout)"
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "src", "include", "CMakeLists.txt")
     return head + (" + uncommitted changes in src/include" if dirty else "")
@@ -240,7 +245,8 @@ def better_ratio(mod, weft_value, peer_value) -> float:
     return peer_value / weft_value
 
 
-def summarize(mod, runs, measurements, failures, reps, quick, only, started, machine) -> dict:
+def summarize(mod, runs, measurements, failures, reps, quick, only, started, machine,
+              weft_src) -> dict:
     sides = {r.impl: side_of(mod, r) for r in runs}
     order = []
     for r in runs:
@@ -299,7 +305,7 @@ def summarize(mod, runs, measurements, failures, reps, quick, only, started, mac
         "higher_is_better": getattr(mod, "HIGHER_IS_BETTER", True),
         "generated": started.isoformat(timespec="seconds"),
         "reps": reps, "quick": quick, "only": only,
-        "machine": machine, "weft_commit": weft_commit(),
+        "machine": machine, "weft_commit": weft_commit(weft_src),
         "medians": medians, "ratios": ratios, "targets": targets,
         "failures": failures, "runs": measurements,
     }
@@ -470,6 +476,9 @@ def main() -> int:
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each workload, wait up to S seconds for other work on the "
                     "machine to stop (CPUs at most 25%% busy)")
+    ap.add_argument("--weft-rev", metavar="REV",
+                    help="build weft as committed at git revision REV (e.g. HEAD) instead of "
+                    "the working tree, which others may be editing")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = ap.parse_args()
 
@@ -500,7 +509,14 @@ def main() -> int:
     ensure_packages(pkgs)
 
     t0 = time.monotonic()
-    builder = bl.Builder()
+    weft_src, weft_label = bl.REPO, None
+    if args.weft_rev:
+        try:
+            weft_src, weft_label = bl.export_rev(args.weft_rev)
+        except bl.BuildError as e:
+            log(f"bench: {e}")
+            return 2
+    builder = bl.Builder(weft_src)
     bl.RESULTS.mkdir(parents=True, exist_ok=True)
     any_failure = False
     docs = []
@@ -549,7 +565,7 @@ def main() -> int:
         any_failure |= bool(failures)
         machine["loadavg_at_end"] = list(os.getloadavg())
         doc = summarize(mod, runs, measurements, failures, reps, args.quick, args.only, started,
-                        machine)
+                        machine, weft_label or builder.weft_src)
         docs.append(doc)
         if args.only:
             write_atomic(bl.RESULTS / f"{mod.ID}.weft-only.json", json.dumps(doc, indent=1) + "\n")
