@@ -426,7 +426,7 @@ def chart(doc, path: Path) -> None:
     width = 0.8 / max(len(impls), 1)
     top = 0.0
     for k, impl in enumerate(impls):
-        xs, hs, lo, hi = [], [], [], []
+        xs, hs, lo, hi, tops = [], [], [], [], []
         for vi, v in enumerate(variants):
             row = next((r for r in doc["medians"] if r["variant"] == v and r["impl"] == impl), None)
             if row is None or "median" not in row:
@@ -435,17 +435,19 @@ def chart(doc, path: Path) -> None:
             hs.append(row["median"])
             lo.append(row["median"] - row["min"])
             hi.append(row["max"] - row["median"])
+            tops.append(row["max"])
             top = max(top, row["max"])
         if not xs:
             continue
         ax.bar(xs, hs, width * 0.92, label=impl, color=colors[impl], yerr=[lo, hi], capsize=2,
-               edgecolor="black" if sides[impl] == "weft" else "none", linewidth=0.6)
-        for x, h in zip(xs, hs):
-            ax.annotate(si(h), (x, h), textcoords="offset points", xytext=(0, 3), ha="center",
+               ecolor="#555555", edgecolor="black" if sides[impl] == "weft" else "none",
+               linewidth=0.6)
+        for x, h, t in zip(xs, hs, tops):  # the median, just above the min-max bar
+            ax.annotate(si(h), (x, t), textcoords="offset points", xytext=(0, 3), ha="center",
                         va="bottom", fontsize=7, rotation=90)
     ax.set_yscale("log")
     if top > 0:
-        ax.set_ylim(top=top * 8)
+        ax.set_ylim(top=top * 12)
     ax.set_xticks(range(len(variants)))
     ax.set_xticklabels(variants)
     ax.set_ylabel(f"{doc['unit']} (log scale; "
