@@ -7,9 +7,13 @@
 
 #include "weft_arch.h"
 
-/* How many relax rounds a waiter spins before it sleeps on a futex. About
- * 2-10 us on current x86; long enough to catch a hand-off from a running
- * peer, short enough that an idle waiter costs no CPU. */
-#define WEFT__SPIN_ROUNDS 2000
+/* How many relax rounds a waiter spins before it sleeps on a futex: about
+ * 2 us where a pause costs ~11 ns (measured on the 2-core Xeon VM weft is
+ * benchmarked on), 0.5-1 us on older x86. Long enough to catch a hand-off
+ * from a peer running on another core; short enough that with more threads
+ * than cores a spinner does not keep the thread it waits for off the CPU
+ * for long. Chosen by W4 of bench/: 100-2000 rounds were tried, and longer
+ * spins made 2-producer/2-consumer runs slower and more erratic. */
+#define WEFT__SPIN_ROUNDS 200
 
 #endif

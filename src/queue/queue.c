@@ -5,14 +5,19 @@
  *
  * Blocking. Waiters spin briefly, then sleep on an event count: one futex
  * word whose bit 0 means "somebody may be asleep on this epoch" and whose
- * other bits count epochs. A sleeper sets bit 0, issues a full fence, reads
- * the word, re-tries its operation and only then sleeps on that value. A
- * notifier changes the queue, issues a full fence and reads the word; only
- * when bit 0 is set does it start a new epoch (bit 0 clear) and wake every
- * sleeper. The two fences order "register, then look" against "change,
- * then look" (the store-load pattern of Dekker's algorithm): either the
- * sleeper sees the change or the notifier sees the sleeper, so no wake-up is
- * lost. An uncontended put or get makes no system call, and a burst of puts
+ * other bits count epochs. A sleeper sets bit 0, issues a seq_cst fence,
+ * reads the word, re-tries its operation and only then sleeps on that value.
+ * A notifier changes the queue with a seq_cst operation and then reads the
+ * word with a seq_cst load; only when bit 0 is set does it start a new epoch
+ * (bit 0 clear) and wake every sleeper. This is the store-load pattern of
+ * Dekker's algorithm: either the sleeper's re-try sees the change or the
+ * notifier sees bit 0, so no wake-up is lost. (C11: the change precedes the
+ * notifier's load in the single total order S; if that load misses bit 0,
+ * the sleeper's fence follows it in S, and a load after a seq_cst fence sees
+ * every seq_cst write that precedes the fence.) The lock-free engines
+ * publish with a seq_cst read-modify-write, so their notifiers need no fence
+ * of their own; the locked engine's unlock is only a release, so there the
+ * notifier adds a fence. An uncontended put or get makes no system call, and a burst of puts
  * makes one FUTEX_WAKE, not one per put while the woken thread gets going.
  * Waking all sleepers of an epoch (not one per item) keeps a sleeper from
  * being passed over when several items arrive; those that find nothing set
@@ -39,6 +44,7 @@
 #define _GNU_SOURCE
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -117,10 +123,14 @@ static void engine_close(weft_queue *q) {
   }
 }
 
-/* Has every claimed position been taken? The ring can report empty while a
- * producer that claimed a cell is still writing it; the others cannot. */
+/* Has every claimed position been taken? The lock-free engines report
+ * empty while a producer that claimed a position is still writing it. */
 static bool engine_drained(const weft_queue *q) {
-  return q->engine != ENGINE_RING || weft__ring_drained(&q->e.ring);
+  switch (q->engine) {
+  case ENGINE_RING: return weft__ring_drained(&q->e.ring);
+  case ENGINE_SEG: return weft__seg_drained(&q->e.seg);
+  default: return true;
+  }
 }
 
 static uint64_t engine_puts(const weft_queue *q) {
@@ -133,10 +143,10 @@ static uint64_t engine_puts(const weft_queue *q) {
 
 /* ---------------------------------------------------------- event count */
 
-/* Wake the sleepers of e, if any. The caller has changed the queue and
- * issued a seq_cst fence since. */
+/* Wake the sleepers of e, if any. The caller has changed the queue with a
+ * seq_cst operation (or issued a seq_cst fence) since. */
 static inline void evc_notify(evc *e) {
-  uint32_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
+  uint32_t w = atomic_load_explicit(&e->word, memory_order_seq_cst);
   if (WEFT_LIKELY(!(w & SLEEPERS))) return;
   /* A failed CAS means another notifier started the new epoch: its wake
    * covers our sleepers too. */
@@ -304,18 +314,18 @@ bool weft_queue_is_shutdown(const weft_queue *q) {
 /* After successful puts: wake getters, signal the fd, and drop the items
  * again if an immediate shutdown overtook us. */
 static inline void after_put(weft_queue *q) {
-  atomic_thread_fence(memory_order_seq_cst);
+  if (q->engine == ENGINE_LOCKED) atomic_thread_fence(memory_order_seq_cst);
   evc_notify(&q->not_empty);
-  int fd = atomic_load_explicit(&q->efd, memory_order_relaxed);
+  int fd = atomic_load_explicit(&q->efd, memory_order_seq_cst);
   if (WEFT_UNLIKELY(fd >= 0)) efd_signal(q, fd);
-  if (WEFT_UNLIKELY(atomic_load_explicit(&q->state, memory_order_relaxed) == SHUT_IMMEDIATE))
+  if (WEFT_UNLIKELY(atomic_load_explicit(&q->state, memory_order_seq_cst) == SHUT_IMMEDIATE))
     drop_all(q);
 }
 
 /* After successful gets from a bounded queue: wake putters. */
 static inline void after_get(weft_queue *q) {
   if (q->maxsize == 0) return;
-  atomic_thread_fence(memory_order_seq_cst);
+  if (q->engine == ENGINE_LOCKED) atomic_thread_fence(memory_order_seq_cst);
   evc_notify(&q->not_full);
 }
 
@@ -411,6 +421,11 @@ static int get_slow(weft_queue *q, void **item, int64_t deadline_ns) {
       if ((i & 15) == 15) {
         if (try_get(q, item) == 0) return 0;
         if (atomic_load_explicit(&q->state, memory_order_relaxed) != OPEN) break;
+        /* A producer claimed a position and still has not written it
+         * after a while (a write takes nanoseconds): it was most likely
+         * preempted, and spinning would only keep it off the CPU when
+         * there are more threads than cores. Give the CPU away. */
+        if (i >= 64 && !engine_drained(q)) sched_yield();
       }
     }
   }

@@ -10,6 +10,10 @@
  *  locked  LIFO, priority, and FIFO with maxsize 1: an array (stack or
  *          binary heap) under a mutex.
  *
+ * The lock-free engines make the write that publishes a put (and, for the
+ * ring, the one that frees a cell) a seq_cst read-modify-write; the front
+ * end's wake-up check leans on that instead of a fence of its own.
+ *
  * Each engine offers try_put / try_get (never block, return 0, WEFT_EFULL,
  * WEFT_EEMPTY, WEFT_ENOMEM, or WEFT_ESHUTDOWN once closed), close (all later
  * puts fail; puts already under way still land), an approximate size and
@@ -73,9 +77,8 @@ typedef struct weft__seg_block {
 } weft__seg_block;
 
 typedef struct weft__seg {
-  WEFT__CL_ALIGN _Atomic size_t head;             /* position << 1 | HAS_NEXT */
+  WEFT__CL_ALIGN _Atomic size_t head;             /* position << 1 */
   _Atomic(weft__seg_block *) head_block;          /* block holding head */
-  _Atomic size_t seen_tail;                       /* a past tail >> 1; consumers' cache */
   WEFT__CL_ALIGN _Atomic size_t tail;             /* position << 1 | SEG_CLOSED */
   _Atomic(weft__seg_block *) tail_block;          /* block holding tail */
   WEFT__CL_ALIGN _Atomic(weft__seg_block *) spare; /* one retired block, lock-free reuse */
@@ -89,6 +92,7 @@ void weft__seg_fini(weft__seg *s); /* only when empty */
 int weft__seg_try_put(weft__seg *s, void *item);
 int weft__seg_try_get(weft__seg *s, void **item);
 void weft__seg_close(weft__seg *s);
+bool weft__seg_drained(const weft__seg *s);
 size_t weft__seg_size(const weft__seg *s);
 uint64_t weft__seg_puts(const weft__seg *s);
 

@@ -62,7 +62,9 @@ int weft__ring_try_put(weft__ring *r, void *item) {
       if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                                                 memory_order_relaxed, memory_order_relaxed)) {
         c->item = item;
-        atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+        /* A seq_cst RMW, not a plain release store: the front end's wake-up
+         * check that follows relies on it (queue.c, "Blocking"). */
+        atomic_exchange_explicit(&c->seq, pos + 1, memory_order_seq_cst);
         return 0;
       }
       /* pos was reloaded by the failed CAS */
@@ -87,7 +89,7 @@ int weft__ring_try_get(weft__ring *r, void **item) {
       if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
                                                 memory_order_relaxed, memory_order_relaxed)) {
         *item = c->item;
-        atomic_store_explicit(&c->seq, pos + r->cap, memory_order_release);
+        atomic_exchange_explicit(&c->seq, pos + r->cap, memory_order_seq_cst);
         return 0;
       }
     } else if (dif < 0) {

@@ -5,21 +5,19 @@
  * Positions. head and tail count positions << 1; position p lives in block
  * p / LAP at offset p % LAP. Offset CAP (the last of each lap) holds no item:
  * a tail or head that reads offset CAP means "a thread is moving to the next
- * block right now", and others wait a moment. Bit 0 of head (HAS_NEXT) says
- * that the head block is known to have a successor, which spares consumers
- * a look at tail.
+ * block right now", and others wait a moment.
  *
  * Put claims a position by CAS on tail. The producer that claims the last
  * slot of a block links in the next block (allocated before the CAS so that
  * nobody waits on malloc), moves tail past the end marker, then writes its
- * item and sets WRITE on the slot. Get claims a position by CAS on head,
- * after checking that the position was claimed by a producer; it waits for
- * WRITE (the producer may be mid-write), takes the item and sets READ.
- * The check looks first at the slot's WRITE bit and only then, if the slot
- * is not written yet, at tail (through seen_tail, a cache of a past tail on
- * the consumers' own line). A consumer that keeps up with its producers
- * thus reads the slot the producer just wrote and never the producers'
- * tail line, which would otherwise bounce between cores on every item.
+ * item and sets WRITE on the slot. Get claims a position by CAS on head only
+ * once its slot has WRITE set; a slot not yet written reads as empty, as an
+ * unpublished cell does in the ring (the front end's wake-up protocol covers
+ * the producer finishing). So consumers never wait on a particular producer
+ * (one preempted mid-put does not stall them), and they never read tail,
+ * the producers' line, which would otherwise bounce between cores on every
+ * item. The price is the ring's: while an earlier put is mid-write, a later
+ * finished one is not visible yet.
  *
  * Reclamation. A block is retired once every slot has been read. The
  * reader of the last slot walks the other slots: any slot not yet READ gets
@@ -33,8 +31,8 @@
  * that an unbounded queue keeps the blocks of its largest size until it is
  * destroyed (about 16 bytes per item).
  *
- * Closing. Shutdown sets SEG_CLOSED, bit 0 of tail (free there: HAS_NEXT
- * lives only in head). Producers that see it fail with WEFT_ESHUTDOWN and
+ * Closing. Shutdown sets SEG_CLOSED, bit 0 of tail (always clear in
+ * positions). Producers that see it fail with WEFT_ESHUTDOWN and
  * their CAS cannot succeed past it, so the claimed positions are final; the
  * producer that crosses a block end moves tail with fetch_add so that the
  * bit survives.
@@ -54,7 +52,6 @@
 #define LAP WEFT__SEG_LAP
 #define CAP WEFT__SEG_CAP
 #define SHIFT 1
-#define HAS_NEXT 1u
 #define SEG_CLOSED 1u
 
 #define WRITE 1u
@@ -172,7 +169,8 @@ int weft__seg_try_put(weft__seg *s, void *item) {
       }
       weft__seg_slot *slot = &blk->slots[offset];
       slot->item = item;
-      atomic_fetch_or_explicit(&slot->state, WRITE, memory_order_release);
+      /* seq_cst: the front end's wake-up check relies on it (queue.c). */
+      atomic_fetch_or_explicit(&slot->state, WRITE, memory_order_seq_cst);
       if (next) block_retire(s, next);
       return 0;
     }
@@ -206,37 +204,27 @@ int weft__seg_try_get(weft__seg *s, void **item) {
       blk = atomic_load_explicit(&s->head_block, memory_order_acquire);
       continue;
     }
-    size_t new_head = head + (1u << SHIFT);
-    /* Written already: claimed for sure, no need to look at tail. */
-    bool written = atomic_load_explicit(&blk->slots[offset].state, memory_order_relaxed) & WRITE;
-    if (!written && (new_head & HAS_NEXT) == 0) {
-      /* Positions below a tail seen before are claimed for good; only when
-       * head reaches that do we read tail, the producers' hot line. */
-      size_t tpos = atomic_load_explicit(&s->seen_tail, memory_order_relaxed);
-      if ((head >> SHIFT) >= tpos) {
-        size_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
-        tpos = tail >> SHIFT;
-        if ((head >> SHIFT) == tpos) return WEFT_EEMPTY;
-        atomic_store_explicit(&s->seen_tail, tpos, memory_order_relaxed);
-      }
-      /* tail is in a later block: ours will have a successor. */
-      if ((head >> SHIFT) / LAP != tpos / LAP) new_head |= HAS_NEXT;
+    /* blk may be stale (type-stable memory, see above); a WRITE seen here
+     * counts only if the CAS below proves blk and head current. */
+    weft__seg_slot *slot = &blk->slots[offset];
+    if (!(atomic_load_explicit(&slot->state, memory_order_acquire) & WRITE)) {
+      size_t now = atomic_load_explicit(&s->head, memory_order_acquire);
+      if (now == head) return WEFT_EEMPTY;
+      head = now; /* another consumer moved on: look again */
+      blk = atomic_load_explicit(&s->head_block, memory_order_acquire);
+      continue;
     }
-    if (atomic_compare_exchange_weak_explicit(&s->head, &head, new_head, memory_order_seq_cst,
+    size_t new_head = head + (1u << SHIFT);
+    if (atomic_compare_exchange_weak_explicit(&s->head, &head, new_head, memory_order_acq_rel,
                                               memory_order_acquire)) {
       if (offset + 1 == CAP) {
-        /* We took the last slot: move head to the next block. */
-        backoff wb = {0};
-        weft__seg_block *next;
-        while (!(next = atomic_load_explicit(&blk->next, memory_order_acquire))) snooze(&wb);
-        size_t next_index = (new_head & ~(size_t)HAS_NEXT) + (1u << SHIFT);
-        if (atomic_load_explicit(&next->next, memory_order_relaxed)) next_index |= HAS_NEXT;
+        /* We took the last slot, so its producer, which links the next
+         * block before it writes, has linked it: move head there. */
+        weft__seg_block *next = atomic_load_explicit(&blk->next, memory_order_acquire);
+        WEFT_ASSERT(next != NULL);
         atomic_store_explicit(&s->head_block, next, memory_order_release);
-        atomic_store_explicit(&s->head, next_index, memory_order_release);
+        atomic_store_explicit(&s->head, new_head + (1u << SHIFT), memory_order_release);
       }
-      weft__seg_slot *slot = &blk->slots[offset];
-      backoff wb = {0};
-      while ((atomic_load_explicit(&slot->state, memory_order_acquire) & WRITE) == 0) snooze(&wb);
       *item = slot->item;
       if (offset + 1 == CAP)
         block_destroy(s, blk, 0);
@@ -245,11 +233,15 @@ int weft__seg_try_get(weft__seg *s, void **item) {
       return 0;
     }
     blk = atomic_load_explicit(&s->head_block, memory_order_acquire);
-    weft__cpu_relax();
   }
 }
 
 void weft__seg_close(weft__seg *s) { atomic_fetch_or(&s->tail, SEG_CLOSED); }
+
+bool weft__seg_drained(const weft__seg *s) {
+  size_t head = atomic_load_explicit(&s->head, memory_order_acquire) >> SHIFT;
+  return head >= (atomic_load_explicit(&s->tail, memory_order_acquire) >> SHIFT);
+}
 
 /* Items in positions [0, p): p minus the end markers below p. */
 static size_t count_below(size_t p) { return p - p / LAP; }
