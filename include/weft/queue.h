@@ -114,7 +114,8 @@ WEFT_API bool weft_queue_is_shutdown(const weft_queue *q);
 WEFT_API size_t weft_queue_qsize(const weft_queue *q);
 WEFT_API bool weft_queue_empty(const weft_queue *q);
 WEFT_API bool weft_queue_full(const weft_queue *q);
-/* The maxsize q was created with (0: unbounded). */
+/* The maxsize q was created with (0: unbounded). Thread-safety: any
+ * thread. */
 WEFT_API size_t weft_queue_maxsize(const weft_queue *q);
 
 /* An eventfd for event loops (epoll, poll): readable while q may hold items

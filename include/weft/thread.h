@@ -9,6 +9,13 @@
  * size is fixed by this header and checked by the library at build time.
  *
  * Every blocking call takes an absolute deadline (see weft/common.h).
+ *
+ * Thread-safety of the sync objects: every call on an initialised object may
+ * be made from any thread, and from any process that maps a
+ * WEFT_SYNC_PSHARED object, concurrently with every other call on it, except
+ * init and fini, which must not race with any other use of the object.
+ * Using an object that was never initialised, or after fini, aborts with a
+ * message that names the call (each object carries a tag).
  */
 #ifndef WEFT_THREAD_H
 #define WEFT_THREAD_H
@@ -48,7 +55,9 @@ WEFT_API int weft_thread_start(weft_thread **out, weft_thread_fn *fn, void *arg,
  * valid and may be joined again), WEFT_EDEADLK (t is the calling thread),
  * WEFT_EINVAL (bad deadline).
  * Misuse (aborts): t NULL, t already detached, t a handle of a thread that
- * weft did not start (weft_thread_current() of a foreign thread).
+ * weft did not start (weft_thread_current() of a foreign thread), t a
+ * handle inherited from the parent in a fork()ed child (that thread does not
+ * exist in the child).
  * Thread-safety: one joiner at a time per handle. */
 WEFT_API int weft_thread_join(weft_thread *t, int64_t deadline_ns, void **ret);
 
@@ -67,7 +76,8 @@ WEFT_API weft_thread *weft_thread_current(void);
  * value is kept. Thread-safety: any thread. */
 WEFT_API uint64_t weft_thread_ident(const weft_thread *t);
 
-/* The thread's full name. Borrowed; valid while the handle is. */
+/* The thread's full name. Borrowed; valid while the handle is.
+ * Thread-safety: any thread. */
 WEFT_API const char *weft_thread_name(const weft_thread *t);
 
 /* Whether t's function is still running. Thread-safety: any thread. */
@@ -110,7 +120,8 @@ typedef struct weft_mutex {
  * Returns 0, WEFT_EINVAL (unknown flag), WEFT_ENOMEM/WEFT_EAGAIN.
  * Thread-safety: m must not be in use. */
 WEFT_API int weft_mutex_init(weft_mutex *m, unsigned flags);
-/* Release m's resources; m must be unlocked. */
+/* Release m's resources; m must be unlocked. Thread-safety: no other call
+ * on m may run or follow. */
 WEFT_API void weft_mutex_fini(weft_mutex *m);
 
 /* Lock m, waiting until deadline_ns. Returns 0; WEFT_ETIMEDOUT (deadline 0:
@@ -122,9 +133,11 @@ WEFT_API void weft_mutex_fini(weft_mutex *m);
  * doing so to mark m unusable; WEFT_ENOTRECOVERABLE: m is unusable.
  * Thread-safety: any thread. */
 WEFT_API int weft_mutex_lock(weft_mutex *m, int64_t deadline_ns);
-/* Unlock m. Returns 0 or WEFT_EPERM (the caller does not hold m). */
+/* Unlock m. Returns 0 or WEFT_EPERM (the caller does not hold m).
+ * Thread-safety: the holder. */
 WEFT_API int weft_mutex_unlock(weft_mutex *m);
-/* After WEFT_EOWNERDEAD: mark m usable again. 0 or WEFT_EINVAL. */
+/* After WEFT_EOWNERDEAD: mark m usable again. 0 or WEFT_EINVAL.
+ * Thread-safety: the holder. */
 WEFT_API int weft_mutex_consistent(weft_mutex *m);
 
 /* ------------------------------------------------------------- condition */
@@ -133,16 +146,19 @@ typedef struct weft_cond {
   union { unsigned char bytes[64]; uint64_t align_; } opaque_;
 } weft_cond;
 
-/* Initialise c (flags: WEFT_SYNC_PSHARED, which the mutex used with it must
- * share). Returns 0 or WEFT_EINVAL. */
+/* Initialise c / release its resources (flags: WEFT_SYNC_PSHARED, which the
+ * mutex used with it must share). init returns 0 or WEFT_EINVAL.
+ * Thread-safety: c must not be in use (see the top of this file). */
 WEFT_API int weft_cond_init(weft_cond *c, unsigned flags);
 WEFT_API void weft_cond_fini(weft_cond *c);
 /* Atomically unlock m and wait for a signal, then relock m. Spurious
- * wake-ups happen: wait in a loop on your predicate. Returns 0,
- * WEFT_ETIMEDOUT (m is relocked), WEFT_EOWNERDEAD (as for weft_mutex_lock),
- * WEFT_EPERM (caller does not hold m), WEFT_EINVAL. */
+ * wake-ups happen: wait in a loop on your predicate. A recursive m must be
+ * held exactly once. Returns 0, WEFT_ETIMEDOUT (m is relocked),
+ * WEFT_EOWNERDEAD (as for weft_mutex_lock), WEFT_EPERM (caller does not
+ * hold m), WEFT_EINVAL. Thread-safety: any thread that holds m. */
 WEFT_API int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t deadline_ns);
-/* Wake one / all waiters (Python's notify / notify_all). */
+/* Wake one / all waiters (Python's notify / notify_all). Holding the mutex
+ * is not required. Thread-safety: any thread. */
 WEFT_API void weft_cond_signal(weft_cond *c);
 WEFT_API void weft_cond_broadcast(weft_cond *c);
 
@@ -152,16 +168,18 @@ typedef struct weft_event {
   union { unsigned char bytes[16]; uint64_t align_; } opaque_;
 } weft_event;
 
-/* Initialise e, cleared. Returns 0 or WEFT_EINVAL (unknown flag). */
+/* Initialise e, cleared, / release it. init returns 0 or WEFT_EINVAL
+ * (unknown flag). Thread-safety: e must not be in use. */
 WEFT_API int weft_event_init(weft_event *e, unsigned flags);
 WEFT_API void weft_event_fini(weft_event *e);
-/* Set the flag and wake every waiter. */
+/* Set the flag and wake every waiter; clear it; read it. A set followed at
+ * once by a clear still releases the threads that were waiting, as in
+ * Python. Thread-safety: any thread. */
 WEFT_API void weft_event_set(weft_event *e);
-/* Clear the flag. */
 WEFT_API void weft_event_clear(weft_event *e);
 WEFT_API bool weft_event_is_set(const weft_event *e);
 /* Wait until the flag is set. Returns 0 (set), WEFT_ETIMEDOUT, WEFT_EINVAL.
- * Thread-safety: any thread (all event calls). */
+ * Thread-safety: any thread. */
 WEFT_API int weft_event_wait(weft_event *e, int64_t deadline_ns);
 
 /* ------------------------------------------------------------- semaphore */
@@ -170,19 +188,21 @@ typedef struct weft_sem {
   union { unsigned char bytes[16]; uint64_t align_; } opaque_;
 } weft_sem;
 
-/* Initialise s with value. max == 0: a plain counting semaphore (Python's
- * Semaphore); max > 0: a bounded one (BoundedSemaphore) whose value may never
- * exceed max. Returns 0 or WEFT_EINVAL (value > max for a bounded one,
- * value above INT32_MAX, unknown flag). */
+/* Initialise s with value / release it. max == 0: a plain counting
+ * semaphore (Python's Semaphore); max > 0: a bounded one (BoundedSemaphore)
+ * whose value may never exceed max. init returns 0 or WEFT_EINVAL (value >
+ * max for a bounded one, value above INT32_MAX, unknown flag).
+ * Thread-safety: s must not be in use. */
 WEFT_API int weft_sem_init(weft_sem *s, unsigned flags, uint32_t value, uint32_t max);
 WEFT_API void weft_sem_fini(weft_sem *s);
-/* Take one unit, waiting until deadline_ns. 0, WEFT_ETIMEDOUT, WEFT_EINVAL. */
+/* Take one unit, waiting until deadline_ns. 0, WEFT_ETIMEDOUT, WEFT_EINVAL.
+ * Thread-safety: any thread. */
 WEFT_API int weft_sem_acquire(weft_sem *s, int64_t deadline_ns);
-/* Give back n units and wake waiters. Returns 0, or WEFT_EINVAL when a
- * bounded semaphore would go above max or the value would pass INT32_MAX
- * (nothing is released then). */
+/* Give back n units and wake waiters (n == 0 does nothing). Returns 0, or
+ * WEFT_EINVAL when a bounded semaphore would go above max or the value would
+ * pass INT32_MAX (nothing is released then). Thread-safety: any thread. */
 WEFT_API int weft_sem_release(weft_sem *s, uint32_t n);
-/* The current value (a snapshot). */
+/* The current value (a snapshot). Thread-safety: any thread. */
 WEFT_API uint32_t weft_sem_value(const weft_sem *s);
 
 /* --------------------------------------------------------------- barrier */
@@ -191,19 +211,22 @@ typedef struct weft_barrier {
   union { unsigned char bytes[32]; uint64_t align_; } opaque_;
 } weft_barrier;
 
-/* Initialise b for parties threads (>= 1). 0 or WEFT_EINVAL. */
+/* Initialise b for parties threads (1 to 65535) / release it. init returns
+ * 0 or WEFT_EINVAL. Thread-safety: b must not be in use. */
 WEFT_API int weft_barrier_init(weft_barrier *b, unsigned flags, unsigned parties);
 WEFT_API void weft_barrier_fini(weft_barrier *b);
 /* Wait until parties threads have called wait. Returns 0 and, if index is
  * not NULL, the caller's arrival index 0..parties-1 (Python's return
  * value); WEFT_ETIMEDOUT: the caller timed out and broke the barrier;
  * WEFT_EBROKEN: the barrier was broken (a timeout, abort) before or while
- * waiting. A broken barrier stays broken until weft_barrier_reset. */
+ * waiting. A broken barrier stays broken until weft_barrier_reset.
+ * Thread-safety: any thread. */
 WEFT_API int weft_barrier_wait(weft_barrier *b, int64_t deadline_ns, unsigned *index);
-/* Break the barrier: current and future waiters get WEFT_EBROKEN. */
+/* Break the barrier: current and future waiters get WEFT_EBROKEN.
+ * Thread-safety: any thread. */
 WEFT_API void weft_barrier_abort(weft_barrier *b);
 /* Return b to its initial, unbroken state; current waiters get
- * WEFT_EBROKEN. */
+ * WEFT_EBROKEN. Thread-safety: any thread. */
 WEFT_API void weft_barrier_reset(weft_barrier *b);
 
 /* ------------------------------------------------------------------ once */
@@ -216,7 +239,8 @@ typedef struct weft_once {
 /* Run fn(arg) exactly once over all calls on o; callers that arrive while
  * it runs wait for it to finish. fn must not call weft_once_call on the same
  * o (it would wait forever). Works in shared memory across processes too,
- * but a process that dies inside fn leaves o waiting forever. */
+ * but a process that dies inside fn leaves o waiting forever.
+ * Thread-safety: any thread. */
 WEFT_API void weft_once_call(weft_once *o, void (*fn)(void *arg), void *arg);
 
 #ifdef __cplusplus
