@@ -10,13 +10,20 @@
  * A notifier changes the queue with a seq_cst operation and then reads the
  * word with a seq_cst load; only when bit 0 is set does it start a new epoch
  * (bit 0 clear) and wake every sleeper. This is the store-load pattern of
- * Dekker's algorithm: either the sleeper's re-try sees the change or the
+ * Dekker's algorithm: either the sleeper's re-check sees the change or the
  * notifier sees bit 0, so no wake-up is lost. (C11: the change precedes the
  * notifier's load in the single total order S; if that load misses bit 0,
  * the sleeper's fence follows it in S, and a load after a seq_cst fence sees
- * every seq_cst write that precedes the fence.) The lock-free engines
- * publish with a seq_cst read-modify-write, so their notifiers need no fence
- * of their own; the locked engine's unlock is only a release, so there the
+ * every seq_cst write that precedes the fence.)
+ *
+ * In the lock-free engines the seq_cst change is the CAS that claims a
+ * position (tail for a put, head for a get), so a put costs one locked
+ * instruction and no fence. The item is written after the claim, so a
+ * sleeper's re-check looks at claims: a getter that finds a position claimed
+ * but not yet written (engine not drained), or a putter that finds a cell
+ * claimed by a getter but not yet freed (ring has room), does not sleep but
+ * yields and looks again; the claimant finishes within instructions unless
+ * preempted. The locked engine's unlock is only a release, so there the
  * notifier adds a fence. An uncontended put or get makes no system call, and a burst of puts
  * makes one FUTEX_WAKE, not one per put while the woken thread gets going.
  * Waking all sleepers of an epoch (not one per item) keeps a sleeper from
@@ -131,6 +138,12 @@ static bool engine_drained(const weft_queue *q) {
   case ENGINE_SEG: return weft__seg_drained(&q->e.seg);
   default: return true;
   }
+}
+
+/* Will a put find room once the gets under way finish? Only the ring can
+ * be full with gets under way; the locked engine has none. */
+static bool engine_room_coming(const weft_queue *q) {
+  return q->engine == ENGINE_RING && weft__ring_has_room(&q->e.ring);
 }
 
 static uint64_t engine_puts(const weft_queue *q) {
@@ -352,6 +365,12 @@ static int put_slow(weft_queue *q, void *item, int64_t deadline_ns) {
       evc_cancel(&q->not_full);
       return r;
     }
+    if (engine_room_coming(q)) {
+      /* A get claimed a cell and is still taking the item out. */
+      if (deadline_passed(deadline_ns)) return WEFT_ETIMEDOUT;
+      sched_yield();
+      continue;
+    }
     if (evc_sleep(&q->not_full, seq, deadline_ns) == -ETIMEDOUT) {
       r = try_put(q, item);
       return r == WEFT_EFULL ? WEFT_ETIMEDOUT : r;
@@ -436,12 +455,20 @@ static int get_slow(weft_queue *q, void **item, int64_t deadline_ns) {
       evc_cancel(&q->not_empty);
       return 0;
     }
-    if (st == SHUT_IMMEDIATE || (st == SHUT && engine_drained(q))) {
+    bool drained = engine_drained(q);
+    if (st == SHUT_IMMEDIATE || (st == SHUT && drained)) {
       evc_cancel(&q->not_empty);
       return WEFT_ESHUTDOWN;
     }
-    /* Open, or shut down with a claimed item still being written: its
-     * producer notifies us when it lands. */
+    if (!drained) {
+      /* A put claimed a position and is still writing it. */
+      if (deadline_passed(deadline_ns)) {
+        efd_clear(q);
+        return WEFT_ETIMEDOUT;
+      }
+      sched_yield();
+      continue;
+    }
     if (evc_sleep(&q->not_empty, seq, deadline_ns) == -ETIMEDOUT) {
       if (try_get(q, item) == 0) return 0;
       if (shut_and_drained(q)) return WEFT_ESHUTDOWN;

@@ -10,9 +10,10 @@
  *  locked  LIFO, priority, and FIFO with maxsize 1: an array (stack or
  *          binary heap) under a mutex.
  *
- * The lock-free engines make the write that publishes a put (and, for the
- * ring, the one that frees a cell) a seq_cst read-modify-write; the front
- * end's wake-up check leans on that instead of a fence of its own.
+ * In the lock-free engines the CAS that claims a position (tail for puts,
+ * head for gets) is seq_cst, and drained / has_room report claimed
+ * positions; the front end's wake-up check pairs with those instead of
+ * issuing a fence of its own (queue.c, "Blocking").
  *
  * Each engine offers try_put / try_get (never block, return 0, WEFT_EFULL,
  * WEFT_EEMPTY, WEFT_ENOMEM, or WEFT_ESHUTDOWN once closed), close (all later
@@ -58,6 +59,9 @@ int weft__ring_try_get(weft__ring *r, void **item);
 void weft__ring_close(weft__ring *r);
 /* No claimed position is left to get (after close: nothing more will come). */
 bool weft__ring_drained(const weft__ring *r);
+/* Fewer than cap positions are claimed by producers and not yet claimed by
+ * consumers: a put will find room once the gets in flight finish. */
+bool weft__ring_has_room(const weft__ring *r);
 size_t weft__ring_size(const weft__ring *r);
 uint64_t weft__ring_puts(const weft__ring *r);
 

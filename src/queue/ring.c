@@ -59,12 +59,12 @@ int weft__ring_try_put(weft__ring *r, void *item) {
     size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
     intptr_t dif = (intptr_t)seq - (intptr_t)pos;
     if (dif == 0) {
+      /* seq_cst: this claim is the write that the front end's wake-up
+       * check pairs with (queue.c, "Blocking"). */
       if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                                                memory_order_relaxed, memory_order_relaxed)) {
+                                                memory_order_seq_cst, memory_order_relaxed)) {
         c->item = item;
-        /* A seq_cst RMW, not a plain release store: the front end's wake-up
-         * check that follows relies on it (queue.c, "Blocking"). */
-        atomic_exchange_explicit(&c->seq, pos + 1, memory_order_seq_cst);
+        atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
         return 0;
       }
       /* pos was reloaded by the failed CAS */
@@ -87,9 +87,9 @@ int weft__ring_try_get(weft__ring *r, void **item) {
     intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
     if (dif == 0) {
       if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
-                                                memory_order_relaxed, memory_order_relaxed)) {
+                                                memory_order_seq_cst, memory_order_relaxed)) {
         *item = c->item;
-        atomic_exchange_explicit(&c->seq, pos + r->cap, memory_order_seq_cst);
+        atomic_store_explicit(&c->seq, pos + r->cap, memory_order_release);
         return 0;
       }
     } else if (dif < 0) {
@@ -107,6 +107,11 @@ void weft__ring_close(weft__ring *r) { atomic_fetch_or(&r->tail, RING_CLOSED); }
 bool weft__ring_drained(const weft__ring *r) {
   size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
   return head >= (atomic_load_explicit(&r->tail, memory_order_acquire) & ~RING_CLOSED);
+}
+
+bool weft__ring_has_room(const weft__ring *r) {
+  size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire) & ~RING_CLOSED;
+  return atomic_load_explicit(&r->head, memory_order_acquire) + r->cap > tail;
 }
 
 size_t weft__ring_size(const weft__ring *r) {

@@ -169,8 +169,11 @@ int weft__seg_try_put(weft__seg *s, void *item) {
       }
       weft__seg_slot *slot = &blk->slots[offset];
       slot->item = item;
-      /* seq_cst: the front end's wake-up check relies on it (queue.c). */
-      atomic_fetch_or_explicit(&slot->state, WRITE, memory_order_seq_cst);
+      /* A plain release store is enough: nothing else writes state until
+       * a consumer has seen WRITE (consumers claim only written slots, and
+       * the destroy walk only runs once every slot of the block was
+       * claimed). The wake-up check pairs with the CAS on tail above. */
+      atomic_store_explicit(&slot->state, WRITE, memory_order_release);
       if (next) block_retire(s, next);
       return 0;
     }

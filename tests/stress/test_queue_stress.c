@@ -283,3 +283,99 @@ TEST(join_waits_for_all_task_done) {
     weft_queue_destroy(s.q);
   }
 }
+
+/* Lost wake-ups: two threads bounce one token through two queues, with
+ * random short pauses so that each side often goes to sleep just as the
+ * other puts. Waits are WEFT_FOREVER on purpose: a lost wake-up then hangs
+ * and the harness's timeout fails the test (with a deadline, the get's last
+ * look after the deadline would find the item and hide the stall). */
+struct pingpong {
+  weft_queue *there, *back;
+  long rounds;
+  unsigned seed;
+};
+
+static void pause_sometimes(unsigned *seed) {
+  *seed = *seed * 1103515245u + 12345u;
+  unsigned r = (*seed >> 16) & 63;
+  if (r < 8) weft_sleep_until(weft_now_ns() + (int64_t)r * 5000); /* 0-35 us */
+}
+
+static void *pong(void *arg) {
+  struct pingpong *p = arg;
+  unsigned seed = p->seed ^ 0x9e3779b9u;
+  for (long i = 0; i < p->rounds; i++) {
+    void *it;
+    ASSERT_OK(weft_queue_get(p->there, &it, WEFT_FOREVER));
+    ASSERT_UEQ((uintptr_t)it, (uintptr_t)i + 1);
+    pause_sometimes(&seed);
+    ASSERT_OK(weft_queue_put(p->back, it, WEFT_FOREVER));
+  }
+  return NULL;
+}
+
+static void pingpong_case(const weft_queue_opts *o) {
+  struct pingpong p = {NULL, NULL, weft_test_knob("WEFT_STRESS_ITEMS", 20000) / 2, 7};
+  ASSERT_OK(weft_queue_create(&p.there, o));
+  ASSERT_OK(weft_queue_create(&p.back, o));
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, NULL, pong, &p), 0);
+  unsigned seed = 99;
+  for (long i = 0; i < p.rounds; i++) {
+    ASSERT_OK(weft_queue_put(p.there, (void *)(uintptr_t)(i + 1), WEFT_FOREVER));
+    pause_sometimes(&seed);
+    void *it;
+    ASSERT_OK(weft_queue_get(p.back, &it, WEFT_FOREVER));
+    ASSERT_UEQ((uintptr_t)it, (uintptr_t)i + 1);
+  }
+  pthread_join(t, NULL);
+  weft_queue_destroy(p.there);
+  weft_queue_destroy(p.back);
+}
+
+TEST(no_lost_wakeups_pingpong) {
+  weft_queue_opts o = {0};
+  pingpong_case(&o); /* seg */
+  o.maxsize = 4;
+  pingpong_case(&o); /* ring */
+  o.maxsize = 1;
+  pingpong_case(&o); /* locked FIFO */
+  o.maxsize = 0;
+  o.order = WEFT_QUEUE_LIFO;
+  pingpong_case(&o); /* locked LIFO */
+}
+
+/* A full ring: the producer keeps running into "full" and sleeps while the
+ * consumer, pausing at random, frees one cell at a time. */
+struct slowc {
+  weft_queue *q;
+  long n;
+};
+
+static void *slow_consumer(void *arg) {
+  struct slowc *c = arg;
+  unsigned seed = 5;
+  for (long i = 0; i < c->n; i++) {
+    void *it;
+    ASSERT_OK(weft_queue_get(c->q, &it, WEFT_FOREVER));
+    ASSERT_UEQ((uintptr_t)it, (uintptr_t)i + 1);
+    pause_sometimes(&seed);
+  }
+  return NULL;
+}
+
+TEST(no_lost_wakeups_full_queue) {
+  size_t caps[] = {2, 3, 1};
+  for (int k = 0; k < 3; k++) {
+    weft_queue_opts o = {0};
+    o.maxsize = caps[k];
+    struct slowc c = {NULL, weft_test_knob("WEFT_STRESS_ITEMS", 20000)};
+    ASSERT_OK(weft_queue_create(&c.q, &o));
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, slow_consumer, &c), 0);
+    for (long i = 0; i < c.n; i++)
+      ASSERT_OK(weft_queue_put(c.q, (void *)(uintptr_t)(i + 1), WEFT_FOREVER));
+    pthread_join(t, NULL);
+    weft_queue_destroy(c.q);
+  }
+}
