@@ -428,26 +428,33 @@ static bool shut_and_drained(const weft_queue *q) {
 }
 
 /* get for an empty queue: spin, then sleep on not_empty. */
+/* Spin a while re-trying get: true once an item was taken. */
+static bool spin_get(weft_queue *q, void **item) {
+  for (int i = 0; i < WEFT__SPIN_ROUNDS; i++) {
+    weft__cpu_relax();
+    if ((i & 15) == 15) {
+      if (try_get(q, item) == 0) return true;
+      if (atomic_load_explicit(&q->state, memory_order_relaxed) != OPEN) return false;
+      /* After a short pure spin, yield between looks. With more threads
+       * than cores the producer we wait for may be runnable on this very
+       * CPU (or preempted between claiming and writing a position): it
+       * then runs and fills the queue, instead of us sleeping, being
+       * woken by its next put, preempting it, taking one item and
+       * sleeping again, two context switches per item. With nobody else
+       * runnable here, sched_yield returns at once. */
+      if (i >= 64) sched_yield();
+    }
+  }
+  return false;
+}
+
 static int get_slow(weft_queue *q, void **item, int64_t deadline_ns) {
   if (deadline_ns == 0) {
     if (shut_and_drained(q)) return WEFT_ESHUTDOWN;
     efd_clear(q);
     return WEFT_EEMPTY;
   }
-  if (!deadline_passed(deadline_ns)) {
-    for (int i = 0; i < WEFT__SPIN_ROUNDS; i++) {
-      weft__cpu_relax();
-      if ((i & 15) == 15) {
-        if (try_get(q, item) == 0) return 0;
-        if (atomic_load_explicit(&q->state, memory_order_relaxed) != OPEN) break;
-        /* A producer claimed a position and still has not written it
-         * after a while (a write takes nanoseconds): it was most likely
-         * preempted, and spinning would only keep it off the CPU when
-         * there are more threads than cores. Give the CPU away. */
-        if (i >= 64 && !engine_drained(q)) sched_yield();
-      }
-    }
-  }
+  if (!deadline_passed(deadline_ns) && spin_get(q, item)) return 0;
   for (;;) {
     uint32_t seq = evc_prepare(&q->not_empty);
     uint32_t st = atomic_load(&q->state);
@@ -461,12 +468,14 @@ static int get_slow(weft_queue *q, void **item, int64_t deadline_ns) {
       return WEFT_ESHUTDOWN;
     }
     if (!drained) {
-      /* A put claimed a position and is still writing it. */
+      /* A put claimed a position and is still writing it; its notify may
+       * already have missed us (see "Blocking"), so do not sleep: spin
+       * (and yield) until it lands. */
       if (deadline_passed(deadline_ns)) {
         efd_clear(q);
         return WEFT_ETIMEDOUT;
       }
-      sched_yield();
+      if (spin_get(q, item)) return 0;
       continue;
     }
     if (evc_sleep(&q->not_empty, seq, deadline_ns) == -ETIMEDOUT) {

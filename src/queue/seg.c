@@ -189,7 +189,7 @@ static void block_destroy(weft__seg *s, weft__seg_block *b, unsigned start) {
   for (unsigned i = start; i + 1 < CAP; i++) {
     weft__seg_slot *slot = &b->slots[i];
     if ((atomic_load_explicit(&slot->state, memory_order_acquire) & READ) == 0 &&
-        (atomic_fetch_or_explicit(&slot->state, DESTROY, memory_order_acq_rel) & READ) == 0)
+        (atomic_fetch_add_explicit(&slot->state, DESTROY, memory_order_acq_rel) & READ) == 0)
       return;
   }
   block_retire(s, b);
@@ -231,7 +231,10 @@ int weft__seg_try_get(weft__seg *s, void **item) {
       *item = slot->item;
       if (offset + 1 == CAP)
         block_destroy(s, blk, 0);
-      else if (atomic_fetch_or_explicit(&slot->state, READ, memory_order_acq_rel) & DESTROY)
+      /* fetch_add, not fetch_or: READ is set once per slot, so they agree,
+       * and an add is one `lock xadd` where an or that returns the old
+       * value is a CAS loop, which retries under contention. */
+      else if (atomic_fetch_add_explicit(&slot->state, READ, memory_order_acq_rel) & DESTROY)
         block_destroy(s, blk, (unsigned)offset + 1);
       return 0;
     }
