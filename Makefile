@@ -12,6 +12,9 @@ PREFIX    ?= /usr/local
 TOUR_ARGS ?=
 CMAKE_FLAGS = -DWEFT_WERROR=$(WERROR)
 CTEST     = ctest --output-on-failure -j$(JOBS)
+# cmake --build runs make again; keep its "Entering directory" lines out of
+# the tour's output.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps demo test test-debug test-asan test-tsan bench docs install clean
 
