@@ -85,8 +85,8 @@ struct weft_future {
   } res;                     /* as len */
 };
 
-/* Two cache lines; the inline buffer fills what the fields leave. */
-_Static_assert(sizeof(struct weft_future) == 128, "weft_future layout");
+/* Two cache lines on LP64; the inline buffer fills what the fields leave. */
+_Static_assert(sizeof(struct weft_future) <= 128, "weft_future layout");
 
 _Thread_local weft__wait_helper weft__current_helper;
 
@@ -340,6 +340,7 @@ static int finish(weft_future *f, outcome *o) {
   }
   /* From here the future is final: no watch or callback can be added, and
    * run_watches owns the watch list. */
+  bool watched = !weft__list_empty(&f->watches);
   if (!weft__list_empty(&f->callbacks)) {
     cbs = f->callbacks;
     cbs.next->prev = &cbs;
@@ -352,7 +353,7 @@ static int finish(weft_future *f, outcome *o) {
 
   weft__free(old_heap);
   if (w & SLEEPERS) weft__futex_wake(&f->word, INT_MAX, 0);
-  run_watches(f);
+  if (watched) run_watches(f);
   weft__list *l;
   while ((l = weft__list_pop_front(&cbs))) {
     cb_node *n = weft__container_of(l, cb_node, link);
