@@ -56,11 +56,30 @@ class Run:
 
 @dataclass
 class Target:
-    """A goal from the issue: median(weft_impl) / median(peer_impl) >= min_ratio
-    (for a lower-is-better unit: peer / weft >= min_ratio)."""
+    """A goal from the issue. Relative (peer_impl set): median(weft_impl) /
+    median(peer_impl) >= min_ratio (for a lower-is-better unit: peer / weft
+    >= min_ratio). Absolute (peer_impl None): median(weft_impl) >= min_value
+    and/or <= max_value.
+
+    variant None: checked in every variant of the workload, the peer in the
+    same variant. variant set: checked in that variant only, the peer in
+    peer_variant (default: the same), for goals that set one API of weft
+    against a peer measured under another (weft with futures against a pool
+    that has none)."""
     weft_impl: str
-    peer_impl: str
-    min_ratio: float
+    peer_impl: Optional[str] = None
+    min_ratio: Optional[float] = None
+    variant: Optional[str] = None
+    peer_variant: Optional[str] = None
+    min_value: Optional[float] = None
+    max_value: Optional[float] = None
+
+
+# A program exits with this status, printing no measurement, when what it
+# was asked to measure does not exist in this build (a weft backend not built
+# yet): the harness reports the impl as "not measured" with the program's
+# stderr, not as a failure.
+EXIT_UNSUPPORTED = 3
 
 
 def run_logged(argv, log: Path, cwd=None, env=None) -> None:

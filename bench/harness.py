@@ -44,6 +44,8 @@ import benchlib as bl  # noqa: E402
 # The registry: workload id -> directory under bench/ holding workload.py.
 # A new workload is a new directory and one line here.
 WORKLOADS = {
+    "W1": "w1_pool",
+    "W2": "w2_cpu",
     "W4": "w4_queue",
 }
 
@@ -203,8 +205,28 @@ def schedule(mod, runs, rep: int):
         yield from order[k:] + order[:k]
 
 
+def unit_higher_is_better(mod, unit) -> bool:
+    """The direction of a unit: the workload's UNIT follows HIGHER_IS_BETTER;
+    the extra units a workload declares in UNITS ({unit: higher_is_better})
+    follow their own."""
+    extra = getattr(mod, "UNITS", {})
+    if unit != mod.UNIT and unit in extra:
+        return bool(extra[unit])
+    return getattr(mod, "HIGHER_IS_BETTER", True)
+
+
+def known_units(mod) -> set:
+    return {mod.UNIT, *getattr(mod, "UNITS", {})}
+
+
+class Unsupported(Exception):
+    """The program exited with bl.EXIT_UNSUPPORTED: nothing to measure in this build."""
+
+
 def execute(mod, run, argv):
-    """Run one measurement. Returns (measurement dict, None) or (None, reason)."""
+    """Run one measurement. Returns (measurement dict, None) or (None, reason).
+    Raises Unsupported (with the program's stderr) when the program says that
+    what it was asked to measure is not in this build."""
     cmd = list(argv) + list(run.args)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=run.timeout_s)
@@ -213,6 +235,10 @@ def execute(mod, run, argv):
     except OSError as e:
         return None, f"could not start {cmd[0]}: {e}"
     err_tail = " | ".join(p.stderr.strip().splitlines()[-4:])
+    if p.returncode == bl.EXIT_UNSUPPORTED and not any(
+            line.startswith("{") for line in p.stdout.splitlines()):
+        last = p.stderr.strip().splitlines()[-1:]
+        raise Unsupported(last[0] if last else "(no stderr)")
     if p.returncode != 0:
         return None, f"exit {p.returncode}: {err_tail or '(no stderr)'}"
     found = []
@@ -231,22 +257,29 @@ def execute(mod, run, argv):
     if (m["workload"], m["impl"], m["variant"]) != (mod.ID, run.impl, run.variant):
         return None, f"measured {m['workload']}/{m['impl']}/{m['variant']}, expected " \
                      f"{mod.ID}/{run.impl}/{run.variant}"
-    if not (isinstance(m["value"], (int, float)) and math.isfinite(m["value"]) and m["value"] > 0):
+    if m["unit"] not in known_units(mod):
+        return None, f"unit {m['unit']!r} is not one the workload declares " \
+                     f"({', '.join(sorted(known_units(mod)))})"
+    # 0 is a real figure for a lower-is-better unit (idle CPU), never for a rate.
+    floor_ok = (lambda v: v >= 0) if not unit_higher_is_better(mod, m["unit"]) else (lambda v: v > 0)
+    if not (isinstance(m["value"], (int, float)) and not isinstance(m["value"], bool)
+            and math.isfinite(m["value"]) and floor_ok(m["value"])):
         return None, f"bad value {m['value']!r}"
     return m, None
 
 
 # ------------------------------------------------------------------ results
 
-def better_ratio(mod, weft_value, peer_value) -> float:
-    """> 1 when weft is better, whatever the unit's direction."""
-    if getattr(mod, "HIGHER_IS_BETTER", True):
-        return weft_value / peer_value
-    return peer_value / weft_value
+def better_ratio(higher_is_better: bool, weft_value, peer_value):
+    """> 1 when weft is better, whatever the unit's direction; None when the
+    divisor is 0 (an idle CPU of 0 %: no ratio to speak of)."""
+    if higher_is_better:
+        return weft_value / peer_value if peer_value > 0 else None
+    return peer_value / weft_value if weft_value > 0 else None
 
 
 def summarize(mod, runs, measurements, failures, reps, quick, only, started, machine,
-              weft_src) -> dict:
+              weft_src, skipped=()) -> dict:
     sides = {r.impl: side_of(mod, r) for r in runs}
     order = []
     for r in runs:
@@ -264,40 +297,66 @@ def summarize(mod, runs, measurements, failures, reps, quick, only, started, mac
     for v, impl in order:
         vals = [m["value"] for m in measurements if m["variant"] == v and m["impl"] == impl]
         failed = [f["reason"] for f in failures if f.get("variant") == v and f.get("impl") == impl]
-        row = {"variant": v, "impl": impl, "side": sides[impl], "unit": mod.UNIT,
-               "reps": len(vals)}
+        units = [m["unit"] for m in measurements if m["variant"] == v and m["impl"] == impl]
+        unit = units[0] if units else mod.UNIT
+        row = {"variant": v, "impl": impl, "side": sides[impl], "unit": unit,
+               "higher_is_better": unit_higher_is_better(mod, unit), "reps": len(vals)}
         if vals:
             ns = {m["n"] for m in measurements if m["variant"] == v and m["impl"] == impl}
             row.update(median=statistics.median(vals), min=min(vals), max=max(vals),
                        n=sorted(ns)[0] if len(ns) == 1 else sorted(ns))
         if failed:
             row["failure"] = failed[0]
+        unsupported = [s["reason"] for s in skipped if s["variant"] == v and s["impl"] == impl]
+        if unsupported and not vals:
+            row["not_measured"] = unsupported[0]
         medians.append(row)
 
+    def row_of(v, impl):
+        return next((r for r in medians if r["variant"] == v and r["impl"] == impl), None)
+
     def med(v, impl):
-        return next((r.get("median") for r in medians if r["variant"] == v and r["impl"] == impl),
-                    None)
+        r = row_of(v, impl)
+        return r.get("median") if r else None
 
     ratios = []
     for v in variants:
-        peers = [r for r in medians if r["variant"] == v and r["side"] == "peer" and "median" in r]
-        if not peers:
-            continue
-        pick = max if getattr(mod, "HIGHER_IS_BETTER", True) else min
-        best = pick(peers, key=lambda r: r["median"])
-        for r in medians:
-            if r["variant"] == v and r["side"] == "weft" and "median" in r:
-                ratios.append({"variant": v, "impl": r["impl"], "best_peer": best["impl"],
-                               "ratio": better_ratio(mod, r["median"], best["median"])})
+        for unit in dict.fromkeys(r["unit"] for r in medians if r["variant"] == v):
+            peers = [r for r in medians if r["variant"] == v and r["unit"] == unit
+                     and r["side"] == "peer" and "median" in r]
+            if not peers:
+                continue
+            hib = unit_higher_is_better(mod, unit)
+            best = (max if hib else min)(peers, key=lambda r: r["median"])
+            for r in medians:
+                if r["variant"] == v and r["unit"] == unit and r["side"] == "weft" \
+                        and "median" in r:
+                    ratio = better_ratio(hib, r["median"], best["median"])
+                    if ratio is not None:
+                        ratios.append({"variant": v, "impl": r["impl"],
+                                       "best_peer": best["impl"], "ratio": ratio})
     targets = []
-    for v in variants:
-        for t in getattr(mod, "TARGETS", []):
-            w, p = med(v, t.weft_impl), med(v, t.peer_impl)
-            entry = {"variant": v, "impl": t.weft_impl, "peer": t.peer_impl,
-                     "min_ratio": t.min_ratio, "ratio": None, "met": None}
-            if w is not None and p is not None:
-                entry["ratio"] = better_ratio(mod, w, p)
-                entry["met"] = entry["ratio"] >= t.min_ratio
+    for t in getattr(mod, "TARGETS", []):
+        for v in ([t.variant] if t.variant else variants):
+            pv = t.peer_variant or v
+            w_row = row_of(v, t.weft_impl)
+            unit = w_row["unit"] if w_row else mod.UNIT
+            entry = {"variant": v, "impl": t.weft_impl, "unit": unit, "met": None}
+            w = med(v, t.weft_impl)
+            if t.peer_impl is not None:
+                entry.update(peer=t.peer_impl, min_ratio=t.min_ratio, ratio=None)
+                if pv != v:
+                    entry["peer_variant"] = pv
+                p = med(pv, t.peer_impl)
+                if w is not None and p is not None:
+                    entry["ratio"] = better_ratio(unit_higher_is_better(mod, unit), w, p)
+                    if entry["ratio"] is not None:
+                        entry["met"] = entry["ratio"] >= t.min_ratio
+            else:
+                entry.update(min_value=t.min_value, max_value=t.max_value, value=w)
+                if w is not None:
+                    entry["met"] = ((t.min_value is None or w >= t.min_value)
+                                    and (t.max_value is None or w <= t.max_value))
             targets.append(entry)
 
     return {
@@ -307,7 +366,7 @@ def summarize(mod, runs, measurements, failures, reps, quick, only, started, mac
         "reps": reps, "quick": quick, "only": only,
         "machine": machine, "weft_commit": weft_commit(weft_src),
         "medians": medians, "ratios": ratios, "targets": targets,
-        "failures": failures, "runs": measurements,
+        "failures": failures, "not_measured": list(skipped), "runs": measurements,
     }
 
 
@@ -321,12 +380,18 @@ def write_atomic(path: Path, data, binary=False) -> None:
 
 
 def ratio_cell(doc, row) -> str:
-    if row["side"] != "weft":
+    if row["side"] != "weft" or "median" not in row:
         return ""
     r = next((x for x in doc["ratios"]
               if x["variant"] == row["variant"] and x["impl"] == row["impl"]), None)
     if r is None:
-        return "n/a (no peer measured)" if doc.get("only") is None else ""
+        if doc.get("only") is not None:
+            return ""
+        unit = row.get("unit", doc["unit"])
+        if any(p["variant"] == row["variant"] and p.get("unit", doc["unit"]) == unit
+               and p["side"] == "peer" and "median" in p for p in doc["medians"]):
+            return "n/a (a median is 0)"
+        return "n/a (no peer measured)"
     return f"**{r['ratio']:.2f}×** vs {r['best_peer']}"
 
 
@@ -337,9 +402,14 @@ def table(doc) -> list:
         if "median" in row:
             med = si(row["median"])
             spread = f"{si(row['min'])} – {si(row['max'])} ({row['reps']})"
+        elif "not_measured" in row and "failure" not in row:
+            med, spread = "not measured", "(0)"
         else:
             med, spread = "FAILED", "(0)"
         cell = ratio_cell(doc, row)
+        if "not_measured" in row and "median" not in row:
+            reason = row["not_measured"].replace("|", "/").replace("\n", " ")[:160]
+            cell = (cell + "; " if cell else "") + f"not in this build: {reason}"
         if "failure" in row:
             reason = row["failure"].replace("|", "/").replace("\n", " ")[:160]
             cell = (cell + "; " if cell else "") + f"failed: {reason}"
@@ -351,12 +421,26 @@ def table(doc) -> list:
 def target_lines(doc) -> list:
     out = []
     for t in doc["targets"]:
-        goal = f"{t['impl']} / {t['peer']} ≥ {t['min_ratio']:g}×"
-        if t["ratio"] is None:
-            out.append(f"- {t['variant']}: {goal}: not measured")
+        verdict = "met" if t.get("met") else "**NOT met**"
+        if t.get("peer") is not None:
+            peer = t["peer"] + (f" ({t['peer_variant']})" if t.get("peer_variant") else "")
+            goal = f"{t['impl']} / {peer} ≥ {t['min_ratio']:g}×"
+            if t.get("ratio") is None:
+                out.append(f"- {t['variant']}: {goal}: not measured")
+            else:
+                out.append(f"- {t['variant']}: {goal}: {t['ratio']:.2f}× — {verdict}")
         else:
-            out.append(f"- {t['variant']}: {goal}: {t['ratio']:.2f}× — "
-                       + ("met" if t["met"] else "**NOT met**"))
+            unit = t.get("unit", doc["unit"])
+            bounds = []
+            if t.get("min_value") is not None:
+                bounds.append(f"≥ {t['min_value']:g} {unit}")
+            if t.get("max_value") is not None:
+                bounds.append(f"≤ {t['max_value']:g} {unit}")
+            goal = f"{t['impl']} " + " and ".join(bounds)
+            if t.get("value") is None:
+                out.append(f"- {t['variant']}: {goal}: not measured")
+            else:
+                out.append(f"- {t['variant']}: {goal}: {t['value']:.3g} {unit} — {verdict}")
     return out
 
 
@@ -370,10 +454,21 @@ def workload_section(doc) -> list:
                if "cpu_busy_before" in m else "")
             + f"; median of {doc['reps']} interleaved repetitions"
             + (" (--quick)" if doc["quick"] else "") + "; "
-            + ("higher" if doc["higher_is_better"] else "lower") + " is better.", ""]
+            + ("higher" if doc["higher_is_better"] else "lower") + " is better"
+            + "".join(f"; {u}: {'higher' if h else 'lower'} is better"
+                      for u, h in dict((r.get("unit", doc["unit"]),
+                                        r.get("higher_is_better", doc["higher_is_better"]))
+                                       for r in doc["medians"]).items()
+                      if u != doc["unit"])
+            + ".", ""]
     out = head + table(doc)
     if doc["targets"] and not doc.get("only"):
         out += ["", "Targets:", ""] + target_lines(doc)
+    if doc.get("not_measured"):
+        out += ["", "Not measured (not in this build):", ""]
+        for f in doc["not_measured"]:
+            out.append(f"- {f['program']}/{f['impl']}/{f['variant']}: "
+                       + f["reason"].replace("\n", " ")[:400])
     if doc["failures"]:
         out += ["", "Failures:", ""]
         for f in doc["failures"]:
@@ -407,57 +502,72 @@ def write_results_md() -> None:
 
 
 def chart(doc, path: Path) -> None:
+    """One bar per measured (variant, impl): the median with a min-max bar.
+    Bars are grouped by variant; each unit of the workload gets its own panel
+    (log scale when its figures span more than 20x, else linear from 0)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants, impls = [], []
-    for r in doc["medians"]:
-        if r["variant"] not in variants:
-            variants.append(r["variant"])
-        if r["impl"] not in impls:
-            impls.append(r["impl"])
+    rows = [r for r in doc["medians"] if "median" in r]
+    if not rows:
+        return
+    impls = list(dict.fromkeys(r["impl"] for r in doc["medians"]))
     sides = {r["impl"]: r["side"] for r in doc["medians"]}
     weft_colors = iter(["#08306b", "#2171b5", "#6baed6", "#9ecae1", "#c6dbef"])
-    peer_colors = iter(["#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d"])
+    peer_colors = iter(["#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+                        "#e6ab02", "#666666"])
     colors = {i: next(weft_colors if sides[i] == "weft" else peer_colors, "#999999")
               for i in impls}
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(variants) * len(impls) / 1.5), 5.0))
-    width = 0.8 / max(len(impls), 1)
-    top = 0.0
-    for k, impl in enumerate(impls):
-        xs, hs, lo, hi, tops = [], [], [], [], []
-        for vi, v in enumerate(variants):
-            row = next((r for r in doc["medians"] if r["variant"] == v and r["impl"] == impl), None)
-            if row is None or "median" not in row:
-                continue
-            xs.append(vi + (k - (len(impls) - 1) / 2) * width)
-            hs.append(row["median"])
-            lo.append(row["median"] - row["min"])
-            hi.append(row["max"] - row["median"])
-            tops.append(row["max"])
-            top = max(top, row["max"])
-        if not xs:
-            continue
-        ax.bar(xs, hs, width * 0.92, label=impl, color=colors[impl], yerr=[lo, hi], capsize=2,
-               ecolor="#555555", edgecolor="black" if sides[impl] == "weft" else "none",
-               linewidth=0.6)
-        for x, h, t in zip(xs, hs, tops):  # the median, just above the min-max bar
-            ax.annotate(si(h), (x, t), textcoords="offset points", xytext=(0, 3), ha="center",
-                        va="bottom", fontsize=7, rotation=90)
-    ax.set_yscale("log")
-    if top > 0:
-        ax.set_ylim(top=top * 12)
-    ax.set_xticks(range(len(variants)))
-    ax.set_xticklabels(variants)
-    ax.set_ylabel(f"{doc['unit']} (log scale; "
-                  + ("higher" if doc["higher_is_better"] else "lower") + " is better)")
+    units = list(dict.fromkeys(r.get("unit", doc["unit"]) for r in rows))
+    panels = []  # (unit, [(variant, [rows])])
+    for u in units:
+        urows = [r for r in rows if r.get("unit", doc["unit"]) == u]
+        vs = list(dict.fromkeys(r["variant"] for r in urows))
+        panels.append((u, [(v, [r for r in urows if r["variant"] == v]) for v in vs]))
+    slots = [sum(len(g) + 1 for _, g in groups) for _, groups in panels]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(max(7.0, 0.45 * sum(slots) + 2.0 * len(panels)), 5.0),
+                             gridspec_kw={"width_ratios": slots})
+    legend = {}
+    for ax, (unit, groups) in zip(axes[0], panels):
+        x, ticks, labels, top = 0.0, [], [], 0.0
+        lows = [r["min"] for _, g in groups for r in g]
+        positive = min(lows) > 0 and max(r["max"] for _, g in groups for r in g) > 20 * min(lows)
+        hib = groups[0][1][0].get("higher_is_better", doc["higher_is_better"])
+        for v, g in groups:
+            start = x
+            for r in g:
+                bar = ax.bar([x], [r["median"]], 0.9, color=colors[r["impl"]],
+                             yerr=[[r["median"] - r["min"]], [r["max"] - r["median"]]],
+                             capsize=2, ecolor="#555555",
+                             edgecolor="black" if r["side"] == "weft" else "none",
+                             linewidth=0.6)
+                legend.setdefault(r["impl"], bar)
+                ax.annotate(si(r["median"]), (x, r["max"]), textcoords="offset points",
+                            xytext=(0, 3), ha="center", va="bottom", fontsize=7, rotation=90)
+                top = max(top, r["max"])
+                x += 1.0
+            ticks.append((start + x - 1.0) / 2)
+            labels.append(v)
+            x += 1.0
+        if positive:
+            ax.set_yscale("log")
+            if top > 0:
+                ax.set_ylim(top=top * 12)
+        else:
+            ax.set_ylim(bottom=0, top=(top * 1.3) if top > 0 else 1.0)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_ylabel(f"{unit} (" + ("log scale; " if positive else "")
+                      + ("higher" if hib else "lower") + " is better)")
+        ax.grid(axis="y", which="both", alpha=0.25)
     m = doc["machine"]
-    ax.set_title(f"{doc['workload']}: {doc['title']}\nmedian of {doc['reps']} interleaved reps "
+    fig.suptitle(f"{doc['workload']}: {doc['title']}\nmedian of {doc['reps']} interleaved reps "
                  f"(bars: min–max), {m.get('cpus')} CPUs, {doc['generated'][:10]}", fontsize=9)
-    ax.legend(fontsize=8, ncol=2, loc="upper right")
-    ax.grid(axis="y", which="both", alpha=0.25)
-    fig.tight_layout()
+    fig.legend(list(legend.values()), list(legend.keys()), fontsize=7, ncol=min(4, len(legend)),
+               loc="lower center")
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(legend) + 3) // 4), 1, 1))
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
@@ -546,13 +656,22 @@ def main() -> int:
                                  "rep": None, "reason": f["reason"]})
         runnable = [r for r in runs if r.program in argv_of]
         broken = set()
+        skipped = []
         for rep in range(reps):
             for run in schedule(mod, runnable, rep):
                 key = (run.impl, run.variant)
                 if key in broken:
                     continue
-                m, reason = execute(mod, run, argv_of[run.program])
                 tag = f"[{mod.ID} rep {rep + 1}/{reps} {time.monotonic() - t0:5.0f}s]"
+                try:
+                    m, reason = execute(mod, run, argv_of[run.program])
+                except Unsupported as e:
+                    broken.add(key)
+                    skipped.append({"program": run.program, "impl": run.impl,
+                                    "variant": run.variant, "reason": str(e)})
+                    log(f"{tag} {run.variant:6} {run.impl:20} NOT MEASURED (not in this "
+                        f"build): {e}")
+                    continue
                 if m is None:
                     broken.add(key)
                     failures.append({"program": run.program, "impl": run.impl,
@@ -567,7 +686,7 @@ def main() -> int:
         any_failure |= bool(failures)
         machine["loadavg_at_end"] = list(os.getloadavg())
         doc = summarize(mod, runs, measurements, failures, reps, args.quick, args.only, started,
-                        machine, weft_label or builder.weft_src)
+                        machine, weft_label or builder.weft_src, skipped)
         docs.append(doc)
         if args.only:
             write_atomic(bl.RESULTS / f"{mod.ID}.weft-only.json", json.dumps(doc, indent=1) + "\n")
