@@ -109,7 +109,10 @@ WEFT_API int weft_future_set_running(weft_future *f);
  * message (copied; may be NULL). Returns 0, WEFT_EALREADY (f had already
  * finished: nothing changes), WEFT_ENOMEM (f is then failed with
  * WEFT_ENOMEM, so it still finishes), WEFT_EINVAL (code >= 0).
- * Thread-safety: any thread; the first finisher wins. */
+ * Misuse (aborts): f is an executor's future (only futures from
+ * weft_future_create are completed by hand; an executor's task writes its
+ * result without a lock). Thread-safety: any thread; the first finisher
+ * wins. */
 WEFT_API int weft_future_set_result(weft_future *f, const void *data, size_t len);
 WEFT_API int weft_future_set_error(weft_future *f, int code, const char *message);
 
@@ -123,10 +126,14 @@ typedef enum weft_wait_mode {
 
 /* Wait on fs[0..n) as Python's concurrent.futures.wait. Returns 0 when the
  * condition holds, WEFT_ETIMEDOUT when the deadline passed first,
- * WEFT_EINVAL (bad mode or deadline). Either way *n_done (may be NULL) is
- * the number of finished futures; weft_future_done tells which. Cancelled
- * counts as finished, not as an exception. One waiter is shared by all the
- * futures: each completion costs O(1). NULL entries are misuse.
+ * WEFT_EINVAL (bad mode or deadline; *n_done is then untouched). On 0 and
+ * WEFT_ETIMEDOUT *n_done (may be NULL) is the number of finished futures;
+ * weft_future_done tells which. Cancelled counts as finished, not as an
+ * exception. One waiter is shared by all the futures: each completion costs
+ * O(1). (Past 16 futures the waiter's watches are allocated; if that fails,
+ * wait still works, by waiting on the futures one by one for
+ * ALL_COMPLETED and by polling every 50 us to 2 ms otherwise.) NULL
+ * entries are misuse.
  * Thread-safety: any thread. */
 WEFT_API int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode,
                        int64_t deadline_ns, size_t *n_done);
