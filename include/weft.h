@@ -11,5 +11,7 @@
 #include "weft/common.h"
 #include "weft/thread.h"
 #include "weft/queue.h"
+#include "weft/future.h"
+#include "weft/executor.h"
 
 #endif

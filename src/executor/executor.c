@@ -1,0 +1,1013 @@
+/*
+ * The executor front end: the public weft_executor_* and weft_imap_* calls
+ * on top of one backend vtable (executor_impl.h). It checks arguments,
+ * builds jobs (copying arguments), makes futures, cuts maps into chunks and
+ * enforces their deadline, bounds imap, and keeps the eventfd. Backends
+ * only move jobs to workers and run them (weft__job_run) or cancel them.
+ *
+ * Jobs. Fixed-size (96 bytes), with small arguments inline. They come from
+ * a per-thread cache of free jobs, refilled from and spilled to a global
+ * lock-free stack (pushes by CAS, the refill takes the whole stack with one
+ * exchange, so there is no ABA), so that in the steady state a submit
+ * allocates no job and a worker frees into its own cache. The global stack
+ * is capped; spills beyond it go back to the allocator. A thread's cache is
+ * flushed to the global stack when the thread exits (pthread key
+ * destructor).
+ *
+ * Maps. One job per chunk. The chunks share a weft__map: a per-chunk state
+ * byte (pending -> running -> done, or pending -> cancelled, each claimed
+ * by CAS so that a chunk is run or cancelled exactly once), a count of
+ * chunks not yet ended that the caller waits on (its futex word), and the
+ * lowest failed index. The map is reference-counted (the caller plus one per
+ * chunk job still held by the backend), so a chunk job that a worker pops
+ * after the caller has returned (a chunk cancelled at the deadline) touches
+ * only the map's memory, never the caller's arrays.
+ *
+ * Locking: g_jobs (the global job stack) is lock-free. Each map's fail_mu
+ * guards its failure record (rare path). ex->fd_mu only serialises
+ * creating the eventfd. No user code runs under any of these: tasks,
+ * callbacks and imap sources run with no lock held.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/assert.h"
+#include "common/futex.h"
+#include "executor/executor_impl.h"
+#include "future/future_impl.h"
+
+struct weft_executor {
+  const weft__executor_ops *ops; /* the backend; immutable */
+  void *be;                      /* the backend's state; immutable */
+  unsigned workers;              /* immutable */
+  _Atomic int efd;               /* -1 until weft_executor_fd; then fixed */
+  pthread_mutex_t fd_mu;         /* serialises making efd */
+  atomic_bool shut;              /* weft_executor_shutdown was called */
+};
+
+/* ------------------------------------------------------------ job cache */
+
+_Static_assert(sizeof(weft__job) <= 64, "a job is one cache line");
+
+#define TLS_JOBS_MAX 256      /* a thread keeps at most this many free jobs */
+#define GLOBAL_JOBS_MAX 16384 /* the global stack keeps about this many */
+
+typedef struct job_cache {
+  weft__job *head; /* free jobs of this thread; the thread's own */
+  unsigned n;      /* how many, at least (a refill from the global stack is
+                    * not counted exactly) */
+  bool keyed;      /* the exit destructor is registered for this thread */
+} job_cache;
+
+static _Thread_local job_cache tls_jobs;
+static _Atomic(weft__job *) g_jobs; /* spare jobs of all threads; lock-free stack */
+static _Atomic long g_jobs_n;      /* about how many are on g_jobs */
+static pthread_key_t g_jobs_key;
+static bool g_jobs_key_ok;         /* written once under g_jobs_once */
+static pthread_once_t g_jobs_once = PTHREAD_ONCE_INIT;
+
+/* Give the NULL-terminated chain first..last (k jobs) to the global stack,
+ * or to the allocator when the stack holds enough. */
+static void jobs_release_chain(weft__job *first, weft__job *last, unsigned k) {
+  if (atomic_load_explicit(&g_jobs_n, memory_order_relaxed) >= GLOBAL_JOBS_MAX) {
+    while (first) {
+      weft__job *nx = first->next;
+      weft__free_aligned(first);
+      first = nx;
+    }
+    return;
+  }
+  weft__job *old = atomic_load_explicit(&g_jobs, memory_order_relaxed);
+  do {
+    last->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&g_jobs, &old, first, memory_order_release,
+                                                  memory_order_relaxed));
+  atomic_fetch_add_explicit(&g_jobs_n, (long)k, memory_order_relaxed);
+}
+
+static void jobs_thread_exit(void *p) {
+  job_cache *c = p;
+  if (!c->head) return;
+  weft__job *last = c->head;
+  unsigned k = 1;
+  while (last->next) {
+    last = last->next;
+    k++;
+  }
+  jobs_release_chain(c->head, last, k);
+  c->head = NULL;
+  c->n = 0;
+}
+
+static void jobs_key_init(void) {
+  g_jobs_key_ok = pthread_key_create(&g_jobs_key, jobs_thread_exit) == 0;
+}
+
+/* The thread's cache is about to hold jobs: make sure they are handed back
+ * when the thread exits. */
+static inline void jobs_keep(job_cache *c) {
+  if (WEFT_UNLIKELY(!c->keyed)) {
+    pthread_once(&g_jobs_once, jobs_key_init);
+    if (g_jobs_key_ok) pthread_setspecific(g_jobs_key, c);
+    c->keyed = true;
+  }
+}
+
+weft__job *weft__job_alloc(size_t arg_len) {
+  job_cache *c = &tls_jobs;
+  weft__job *j = c->head;
+  if (WEFT_LIKELY(j)) {
+    c->head = j->next;
+    if (c->n) c->n--;
+  } else {
+    /* Take the whole global stack at once: an exchange cannot suffer ABA.
+     * Do not walk it: its jobs were last written by other threads, and a
+     * walk would be a chain of cache misses. Its count is approximate, and
+     * only decides when this thread spills. */
+    if (atomic_load_explicit(&g_jobs, memory_order_relaxed))
+      j = atomic_exchange_explicit(&g_jobs, NULL, memory_order_acquire);
+    if (j) {
+      long n = atomic_exchange_explicit(&g_jobs_n, 0, memory_order_relaxed);
+      jobs_keep(c);
+      c->head = j->next;
+      c->n = n > TLS_JOBS_MAX / 2 ? TLS_JOBS_MAX / 2 : n > 1 ? (unsigned)n - 1 : 0;
+    } else {
+      j = weft__malloc_aligned(sizeof *j, 64);
+      if (!j) return NULL;
+    }
+  }
+  if (arg_len > WEFT__JOB_INLINE) {
+    j->arg.heap = weft__malloc(arg_len);
+    if (!j->arg.heap) {
+      j->arg_len = 0;
+      weft__job_free(j);
+      return NULL;
+    }
+  }
+  j->next = NULL;
+  j->ref = NULL;
+  j->kind = WEFT__JOB_TASK;
+  j->arg_len = (uint32_t)arg_len;
+  return j;
+}
+
+void weft__job_free(weft__job *j) {
+  if (j->kind == WEFT__JOB_TASK && j->arg_len > WEFT__JOB_INLINE) weft__free(j->arg.heap);
+  job_cache *c = &tls_jobs;
+  jobs_keep(c);
+  j->next = c->head;
+  c->head = j;
+  if (WEFT_UNLIKELY(++c->n >= TLS_JOBS_MAX)) {
+    /* Spill the newest half: those are the nodes this thread just wrote,
+     * so walking them costs no cache misses. */
+    weft__job *first = c->head, *last = first;
+    unsigned k = 1;
+    while (k < TLS_JOBS_MAX / 2 && last->next) {
+      last = last->next;
+      k++;
+    }
+    c->head = last->next;
+    last->next = NULL;
+    c->n = c->n > k ? c->n - k : 0;
+    jobs_release_chain(first, last, k);
+  }
+}
+
+/* ------------------------------------------------------------------ maps */
+
+enum { CHUNK_PENDING = 0, CHUNK_RUNNING, CHUNK_DONE, CHUNK_CANCELLED };
+
+/* At most this many chunks (a chunk index and the counts fit 32 bits). */
+#define MAX_CHUNKS (1u << 30)
+
+typedef struct weft__map {
+  _Atomic uint32_t remaining; /* chunks not yet ended; the caller's futex word */
+  _Atomic uint32_t refs;      /* the caller + each chunk job the backend holds */
+  atomic_bool cancel;         /* the deadline passed: start no more items */
+  weft_task_fn *fn;           /* immutable from here down to st */
+  const unsigned char *in;
+  size_t in_size;
+  unsigned char *out;
+  size_t out_size;
+  size_t n;
+  size_t chunksize;
+  size_t nchunks;
+  pthread_mutex_t fail_mu; /* guards failed, fail_index, fail_code */
+  bool failed;             /* an item failed; fail_mu */
+  size_t fail_index;       /* the lowest failed index so far; fail_mu */
+  int fail_code;           /* its error; fail_mu */
+  _Atomic uint8_t st[];    /* per chunk: CHUNK_*; CAS from PENDING claims it */
+} weft__map;
+
+/* The chunks of one submit_many: the copied arguments and the futures,
+ * in one allocation, freed when the last chunk ends. */
+typedef struct weft__batch {
+  _Atomic uint32_t refs;  /* chunk jobs not yet ended */
+  weft_task_fn *fn;       /* immutable from here on */
+  size_t arg_size;
+  size_t n;
+  size_t chunksize;
+  weft_future **futs;     /* n executor references, or NULL: fire and forget */
+  unsigned char *args;    /* n * arg_size bytes */
+} weft__batch;
+
+/* A BATCH chunk being run on this thread, innermost first: a nested wait
+ * may run its items not yet started (weft__job_run_nested_item). Lives on
+ * the running thread's stack; only that thread touches it. */
+typedef struct batch_cursor {
+  weft__batch *b;
+  size_t next;                /* the next item to start */
+  size_t end;                 /* one past the chunk's last item */
+  weft_executor *ex;
+  const atomic_bool *cancel;
+  struct batch_cursor *outer; /* the chunk this one runs inside of, or NULL */
+} batch_cursor;
+
+static _Thread_local batch_cursor *tls_cursor;
+
+static void map_unref(weft__map *m) {
+  if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+    pthread_mutex_destroy(&m->fail_mu);
+    weft__free(m);
+  }
+}
+
+static void map_fail(weft__map *m, size_t i, int code) {
+  pthread_mutex_lock(&m->fail_mu);
+  if (!m->failed || i < m->fail_index) {
+    m->failed = true;
+    m->fail_index = i;
+    m->fail_code = code;
+  }
+  pthread_mutex_unlock(&m->fail_mu);
+}
+
+/* k chunks ended; wake the caller when none is left. */
+static void map_chunks_ended(weft__map *m, uint32_t k) {
+  if (k && atomic_fetch_sub_explicit(&m->remaining, k, memory_order_acq_rel) == k)
+    weft__futex_wake(&m->remaining, INT_MAX, 0);
+}
+
+static void bounds(size_t c, size_t chunksize, size_t n, size_t *lo, size_t *hi) {
+  *lo = c * chunksize;
+  *hi = *lo + chunksize;
+  if (*hi > n) *hi = n;
+}
+
+uint64_t weft__job_items(const weft__job *j) {
+  size_t lo, hi;
+  switch (j->kind) {
+  case WEFT__JOB_MAP: {
+    const weft__map *m = j->ref;
+    bounds(j->arg_len, m->chunksize, m->n, &lo, &hi);
+    return hi - lo;
+  }
+  case WEFT__JOB_BATCH: {
+    const weft__batch *b = j->ref;
+    bounds(j->arg_len, b->chunksize, b->n, &lo, &hi);
+    return hi - lo;
+  }
+  default: return 1;
+  }
+}
+
+static void run_map_chunk(weft_executor *ex, weft__map *m, size_t c, weft__scratch *scratch,
+                          const atomic_bool *cancel) {
+  uint8_t expect = CHUNK_PENDING;
+  if (!atomic_compare_exchange_strong_explicit(&m->st[c], &expect, CHUNK_RUNNING,
+                                               memory_order_acq_rel, memory_order_relaxed)) {
+    map_unref(m); /* cancelled by the map's caller at its deadline */
+    return;
+  }
+  size_t lo, hi;
+  bounds(c, m->chunksize, m->n, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    /* An item not started when the deadline passed is left alone; the
+     * caller reports WEFT_ETIMEDOUT. */
+    if (WEFT_UNLIKELY(atomic_load_explicit(&m->cancel, memory_order_relaxed))) break;
+    if (WEFT_UNLIKELY(cancel && atomic_load_explicit(cancel, memory_order_relaxed))) {
+      map_fail(m, i, WEFT_ECANCELED);
+      break;
+    }
+    weft_task_ctx ctx;
+    weft__task_ctx_init(&ctx, WEFT__SINK_SLOT, NULL, m->out ? m->out + i * m->out_size : NULL,
+                        m->out_size, scratch);
+    int rc = m->fn(&ctx, m->in + i * m->in_size, m->in_size);
+    rc = weft__task_ctx_outcome(&ctx, rc);
+    weft__task_ctx_fini(&ctx);
+    if (WEFT_UNLIKELY(rc)) map_fail(m, i, rc);
+  }
+  atomic_store_explicit(&m->st[c], CHUNK_DONE, memory_order_release);
+  weft__executor_note_completed(ex, hi - lo);
+  map_chunks_ended(m, 1);
+  map_unref(m);
+}
+
+/* Run fn on arg with its result going to f (or to scratch), and finish f.
+ * f has been moved to running by the caller (or is NULL). */
+static void run_task(weft_task_fn *fn, const void *arg, size_t len, weft_future *f,
+                     weft__scratch *scratch, weft__job *spent) {
+  weft_task_ctx ctx;
+  weft__task_ctx_init(&ctx, f ? WEFT__SINK_FUTURE : WEFT__SINK_SCRATCH, f, NULL, 0, scratch);
+  int rc = fn(&ctx, arg, len);
+  /* The job is spent: free it before the callbacks run, so that a callback
+   * that submits again reuses it from this thread's cache. */
+  if (spent) weft__job_free(spent);
+  rc = weft__task_ctx_outcome(&ctx, rc);
+  if (f) {
+    if (WEFT_LIKELY(rc == 0))
+      weft__future_finish_done(f);
+    else
+      weft__future_finish_failed(f, rc, weft__task_ctx_message(&ctx));
+    weft_future_release(f);
+  }
+  weft__task_ctx_fini(&ctx);
+}
+
+static void batch_item(batch_cursor *cur, size_t i, weft__scratch *scratch) {
+  weft__batch *b = cur->b;
+  weft_future *f = b->futs ? b->futs[i] : NULL;
+  if (WEFT_UNLIKELY(cur->cancel && atomic_load_explicit(cur->cancel, memory_order_relaxed))) {
+    if (f) {
+      weft_future_cancel(f);
+      weft_future_release(f);
+    }
+  } else if (f && WEFT_UNLIKELY(weft_future_set_running(f) != 0)) {
+    weft_future_release(f); /* cancelled while queued */
+  } else {
+    run_task(b->fn, b->args + i * b->arg_size, b->arg_size, f, scratch, NULL);
+  }
+  weft__executor_note_completed(cur->ex, 1);
+}
+
+static void batch_unref(weft__batch *b) {
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) weft__free(b);
+}
+
+static void run_batch_chunk(weft_executor *ex, weft__batch *b, size_t c, weft__scratch *scratch,
+                            const atomic_bool *cancel) {
+  batch_cursor cur = {b, 0, 0, ex, cancel, tls_cursor};
+  bounds(c, b->chunksize, b->n, &cur.next, &cur.end);
+  tls_cursor = &cur;
+  while (cur.next < cur.end) batch_item(&cur, cur.next++, scratch);
+  tls_cursor = cur.outer;
+  batch_unref(b);
+}
+
+bool weft__job_run_nested_item(weft__scratch *scratch) {
+  for (batch_cursor *cur = tls_cursor; cur; cur = cur->outer) {
+    if (cur->next < cur->end) {
+      batch_item(cur, cur->next++, scratch);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ------------------------------------------------------------ job ends */
+
+void weft__job_run(weft_executor *ex, weft__job *j, weft__scratch *scratch,
+                   const atomic_bool *cancel) {
+  if (WEFT_UNLIKELY(j->kind != WEFT__JOB_TASK)) {
+    void *ref = j->ref;
+    size_t c = j->arg_len;
+    bool map = j->kind == WEFT__JOB_MAP;
+    weft__job_free(j);
+    if (map)
+      run_map_chunk(ex, ref, c, scratch, cancel);
+    else
+      run_batch_chunk(ex, ref, c, scratch, cancel);
+    return;
+  }
+  weft_future *f = j->ref;
+  if (WEFT_UNLIKELY(cancel && atomic_load_explicit(cancel, memory_order_relaxed))) {
+    weft__job_cancel(ex, j);
+    return;
+  }
+  if (f && WEFT_UNLIKELY(weft_future_set_running(f) != 0)) {
+    /* Cancelled while queued (or finished by someone else): skip. */
+    weft__job_free(j);
+    weft_future_release(f);
+  } else {
+    run_task(j->task.fn, weft__job_arg(j), j->arg_len, f, scratch, j);
+  }
+  weft__executor_note_completed(ex, 1);
+}
+
+void weft__job_cancel(weft_executor *ex, weft__job *j) {
+  void *ref = j->ref;
+  size_t c = j->arg_len;
+  uint32_t kind = j->kind;
+  weft__job_free(j);
+  switch (kind) {
+  case WEFT__JOB_MAP: {
+    weft__map *m = ref;
+    uint8_t expect = CHUNK_PENDING;
+    if (atomic_compare_exchange_strong_explicit(&m->st[c], &expect, CHUNK_CANCELLED,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+      size_t lo, hi;
+      bounds(c, m->chunksize, m->n, &lo, &hi);
+      map_fail(m, lo, WEFT_ECANCELED);
+      weft__executor_note_completed(ex, hi - lo);
+      map_chunks_ended(m, 1);
+    }
+    map_unref(m);
+    return;
+  }
+  case WEFT__JOB_BATCH: {
+    weft__batch *b = ref;
+    size_t lo, hi;
+    bounds(c, b->chunksize, b->n, &lo, &hi);
+    for (size_t i = lo; b->futs && i < hi; i++) {
+      weft_future_cancel(b->futs[i]);
+      weft_future_release(b->futs[i]);
+    }
+    weft__executor_note_completed(ex, hi - lo);
+    batch_unref(b);
+    return;
+  }
+  default:
+    if (ref) {
+      weft_future_cancel(ref);
+      weft_future_release(ref);
+    }
+    weft__executor_note_completed(ex, 1);
+    return;
+  }
+}
+
+/* -------------------------------------------------------------- front end */
+
+void weft__executor_note_completed(weft_executor *ex, uint64_t items) {
+  int fd = atomic_load_explicit(&ex->efd, memory_order_acquire);
+  if (WEFT_UNLIKELY(fd >= 0) && items) {
+    ssize_t r = write(fd, &items, sizeof items);
+    (void)r; /* EAGAIN: the counter is saturated, and readable anyway */
+  }
+}
+
+int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
+  WEFT_CHECK_HANDLE(out);
+  weft_executor_opts o;
+  if (opts)
+    o = *opts;
+  else
+    memset(&o, 0, sizeof o);
+  const weft__executor_ops *ops;
+  switch (o.kind) {
+  case WEFT_EXECUTOR_THREADS: ops = &weft__pool_thread_ops; break;
+  case WEFT_EXECUTOR_PROCESSES:
+  case WEFT_EXECUTOR_MPI:
+    if (o.workers > 4096) return WEFT_EINVAL;
+    return WEFT_ENOTSUP; /* not built into this weft yet */
+  default: return WEFT_EINVAL;
+  }
+  if (o.workers > 4096) return WEFT_EINVAL;
+  if (o.workers == 0) o.workers = (unsigned)weft_cpu_count();
+  if (!o.name) o.name = "weft-pool";
+
+  weft_executor *ex = weft__malloc(sizeof *ex);
+  if (!ex) return WEFT_ENOMEM;
+  ex->ops = ops;
+  ex->workers = o.workers;
+  atomic_init(&ex->efd, -1);
+  atomic_init(&ex->shut, false);
+  int r = -pthread_mutex_init(&ex->fd_mu, NULL);
+  if (r) goto out_free;
+  r = ops->create(ex, &o, &ex->be);
+  if (r) goto out_mutex;
+  *out = ex;
+  return 0;
+
+out_mutex:
+  pthread_mutex_destroy(&ex->fd_mu);
+out_free:
+  weft__free(ex);
+  return r;
+}
+
+/* Fill in how a job names its task: the registry entry on a backend that
+ * finds tasks by name (WEFT_ENOTASK when task is not registered under its
+ * name with the same function), else the function. */
+static int job_task(const weft_executor *ex, const weft_task *task, weft__job *j) {
+  if (!ex->ops->needs_names) {
+    j->task.fn = task->fn;
+    return 0;
+  }
+  const weft_task *reg;
+  if (weft_task_find(task->name, &reg) != 0 || reg->fn != task->fn) return WEFT_ENOTASK;
+  j->task.reg = reg;
+  return 0;
+}
+
+int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *arg,
+                         size_t arg_len, weft_future **out) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  if (arg_len && !arg) weft__misuse(__func__, "argument 'arg' is NULL with arg_len > 0");
+  if (WEFT_UNLIKELY(!task->fn)) return WEFT_EINVAL;
+  if (WEFT_UNLIKELY(arg_len > ex->ops->arg_max)) return WEFT_E2BIG;
+  weft__job *j = weft__job_alloc(arg_len);
+  if (WEFT_UNLIKELY(!j)) return WEFT_ENOMEM;
+  int r = job_task(ex, task, j);
+  if (WEFT_UNLIKELY(r)) goto out_job;
+  if (arg_len) memcpy(arg_len <= WEFT__JOB_INLINE ? (void *)j->arg.inl : j->arg.heap, arg, arg_len);
+  weft_future *f = NULL;
+  if (out) {
+    r = weft__future_alloc(&f);
+    if (WEFT_UNLIKELY(r)) goto out_job;
+    weft_future_retain(f); /* one for the executor, one for the caller */
+    j->ref = f;
+  }
+  r = ex->ops->submit(ex->be, j, j, 1);
+  if (WEFT_UNLIKELY(r)) {
+    if (f) {
+      weft_future_release(f);
+      weft_future_release(f);
+    }
+    goto out_job;
+  }
+  if (out) *out = f;
+  return 0;
+out_job:
+  weft__job_free(j);
+  return r;
+}
+
+/* About four chunks per worker: few enough that the per-job cost vanishes,
+ * enough that one slow chunk does not leave the other workers idle. */
+static size_t auto_chunksize(const weft_executor *ex, size_t n) {
+  size_t want = (size_t)ex->workers * 4;
+  size_t cs = n / want + (n % want != 0);
+  return cs ? cs : 1;
+}
+
+/* How many chunks of cs items n items make; raises cs if needed so that
+ * the count stays within MAX_CHUNKS. */
+static size_t chunk_count(size_t n, size_t *cs) {
+  size_t k = n / *cs + (n % *cs != 0);
+  if (k > MAX_CHUNKS) {
+    *cs = n / MAX_CHUNKS + (n % MAX_CHUNKS != 0);
+    k = n / *cs + (n % *cs != 0);
+  }
+  return k;
+}
+
+/* nchunks jobs of kind over ref, linked newest first (chunk 0 is the
+ * oldest, so that a FIFO backend starts there). NULL: out of memory. */
+static weft__job *chunk_jobs(const weft_executor *ex, const weft_task *task, uint32_t kind,
+                             void *ref, size_t nchunks, weft__job **oldest) {
+  weft__job *newest = NULL;
+  *oldest = NULL;
+  for (size_t c = 0; c < nchunks; c++) {
+    weft__job *j = weft__job_alloc(0);
+    if (!j) {
+      while (newest) {
+        weft__job *nx = newest->next;
+        weft__job_free(newest);
+        newest = nx;
+      }
+      return NULL;
+    }
+    (void)job_task(ex, task, j); /* checked by the caller */
+    j->kind = kind;
+    j->ref = ref;
+    j->arg_len = (uint32_t)c;
+    j->next = newest;
+    newest = j;
+    if (!*oldest) *oldest = j;
+  }
+  return newest;
+}
+
+static void free_jobs(weft__job *j) {
+  while (j) {
+    weft__job *nx = j->next;
+    weft__job_free(j);
+    j = nx;
+  }
+}
+
+int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const void *args,
+                              size_t arg_size, size_t n, weft_future **outs) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  if (n && arg_size && !args) weft__misuse(__func__, "argument 'args' is NULL with n > 0");
+  if (!task->fn) return WEFT_EINVAL;
+  if (arg_size > ex->ops->arg_max) return WEFT_E2BIG;
+  if (n == 0) return 0;
+  weft__job probe;
+  int r = job_task(ex, task, &probe);
+  if (r) return r;
+  size_t bytes, fbytes = 0;
+  if (__builtin_mul_overflow(n, arg_size, &bytes) ||
+      (outs && __builtin_mul_overflow(n, sizeof(weft_future *), &fbytes)) ||
+      __builtin_add_overflow(bytes, fbytes + sizeof(weft__batch), &bytes))
+    return WEFT_ENOMEM;
+
+  /* One allocation: the batch, the futures, then the arguments. */
+  weft__batch *b = weft__malloc(bytes);
+  if (!b) return WEFT_ENOMEM;
+  size_t cs = auto_chunksize(ex, n);
+  size_t nchunks = chunk_count(n, &cs);
+  /* One reference per chunk, and ours until outs is filled in. */
+  atomic_init(&b->refs, (uint32_t)nchunks + 1);
+  b->fn = task->fn;
+  b->arg_size = arg_size;
+  b->n = n;
+  b->chunksize = cs;
+  b->futs = outs ? (weft_future **)(b + 1) : NULL;
+  b->args = (unsigned char *)(b + 1) + fbytes;
+  if (arg_size) memcpy(b->args, args, n * arg_size);
+  size_t made = 0;
+  for (; outs && made < n; made++) {
+    r = weft__future_alloc(&b->futs[made]);
+    if (r) goto out_futs;
+    weft_future_retain(b->futs[made]);
+  }
+  weft__job *oldest, *newest = chunk_jobs(ex, task, WEFT__JOB_BATCH, b, nchunks, &oldest);
+  if (!newest) {
+    r = WEFT_ENOMEM;
+    goto out_futs;
+  }
+  r = ex->ops->submit(ex->be, newest, oldest, n);
+  if (r) {
+    free_jobs(newest);
+    goto out_futs;
+  }
+  /* Only now, so that outs stays untouched on error. Our reference keeps
+   * b->futs readable even if every chunk has already run. */
+  if (outs) memcpy(outs, b->futs, n * sizeof *outs);
+  batch_unref(b);
+  return 0;
+
+out_futs:
+  for (size_t i = 0; i < made; i++) {
+    weft_future_release(b->futs[i]);
+    weft_future_release(b->futs[i]);
+  }
+  weft__free(b);
+  return r;
+}
+
+/* Cancel every chunk of m not yet claimed; returns how many. */
+static uint32_t map_cancel_pending(weft__map *m) {
+  uint32_t k = 0;
+  for (size_t c = 0; c < m->nchunks; c++) {
+    uint8_t expect = CHUNK_PENDING;
+    if (atomic_compare_exchange_strong_explicit(&m->st[c], &expect, CHUNK_CANCELLED,
+                                                memory_order_acq_rel, memory_order_relaxed))
+      k++;
+  }
+  return k;
+}
+
+/* Wait until no chunk of m is pending or running. On the deadline, cancel
+ * the chunks not started (and stop the running ones between items), then
+ * wait for the running ones. Returns 0 or WEFT_ETIMEDOUT. weft__block lets
+ * a pool worker run other tasks meanwhile. */
+static int map_wait(weft__map *m, int64_t deadline_ns) {
+  int r = 0;
+  for (;;) {
+    uint32_t left = atomic_load_explicit(&m->remaining, memory_order_acquire);
+    if (left == 0) return r;
+    int e = weft__block(&m->remaining, left, r ? WEFT_FOREVER : deadline_ns);
+    if (e == -ETIMEDOUT && r == 0) {
+      if (atomic_load_explicit(&m->remaining, memory_order_acquire) == 0) return 0;
+      r = WEFT_ETIMEDOUT;
+      atomic_store_explicit(&m->cancel, true, memory_order_relaxed);
+      map_chunks_ended(m, map_cancel_pending(m));
+    }
+  }
+}
+
+int weft_executor_map(weft_executor *ex, const weft_task *task, const void *in, size_t in_size,
+                      void *out, size_t out_size, size_t n, const weft_map_opts *opts) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  if (!task->fn) return WEFT_EINVAL;
+  int64_t deadline = opts && opts->deadline_ns ? opts->deadline_ns : WEFT_FOREVER;
+  if (!WEFT_DEADLINE_VALID(deadline)) return WEFT_EINVAL;
+  if (n == 0) return 0;
+  if (in_size && !in) weft__misuse(__func__, "argument 'in' is NULL with n > 0");
+  if (out_size && !out) weft__misuse(__func__, "argument 'out' is NULL with n > 0");
+  if (in_size > ex->ops->arg_max) return WEFT_E2BIG;
+  size_t total;
+  if (__builtin_mul_overflow(n, in_size, &total) || __builtin_mul_overflow(n, out_size, &total))
+    return WEFT_EINVAL; /* the arrays cannot exist */
+  weft__job probe;
+  int r = job_task(ex, task, &probe);
+  if (r) return r;
+
+  size_t cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(ex, n);
+  size_t nchunks = chunk_count(n, &cs);
+  weft__map *m = weft__malloc(sizeof *m + nchunks);
+  if (!m) return WEFT_ENOMEM;
+  if (pthread_mutex_init(&m->fail_mu, NULL) != 0) {
+    weft__free(m);
+    return WEFT_ENOMEM;
+  }
+  atomic_init(&m->remaining, (uint32_t)nchunks);
+  atomic_init(&m->refs, (uint32_t)nchunks + 1);
+  atomic_init(&m->cancel, false);
+  m->fn = task->fn;
+  m->in = in;
+  m->in_size = in_size;
+  m->out = out;
+  m->out_size = out_size;
+  m->n = n;
+  m->chunksize = cs;
+  m->nchunks = nchunks;
+  m->failed = false;
+  m->fail_index = 0;
+  m->fail_code = 0;
+  for (size_t c = 0; c < nchunks; c++) atomic_init(&m->st[c], CHUNK_PENDING);
+
+  weft__job *oldest, *newest = chunk_jobs(ex, task, WEFT__JOB_MAP, m, nchunks, &oldest);
+  if (!newest) {
+    r = WEFT_ENOMEM;
+    goto out_map;
+  }
+  r = ex->ops->submit(ex->be, newest, oldest, n);
+  if (r) {
+    free_jobs(newest);
+    goto out_map;
+  }
+
+  r = map_wait(m, deadline);
+  if (r == 0) {
+    pthread_mutex_lock(&m->fail_mu);
+    if (m->failed) {
+      r = m->fail_code;
+      if (opts && opts->failed_index) *opts->failed_index = m->fail_index;
+    }
+    pthread_mutex_unlock(&m->fail_mu);
+  }
+  map_unref(m);
+  return r;
+
+out_map:
+  pthread_mutex_destroy(&m->fail_mu);
+  weft__free(m);
+  return r;
+}
+
+/* -------------------------------------------------------------- shutdown */
+
+int weft_executor_shutdown(weft_executor *ex, unsigned flags, int64_t deadline_ns) {
+  WEFT_CHECK_HANDLE(ex);
+  if (!WEFT_DEADLINE_VALID(deadline_ns)) return WEFT_EINVAL;
+  /* A worker waiting for every worker to exit would wait for itself. */
+  if ((flags & WEFT_SHUTDOWN_WAIT) && ex->ops->on_worker(ex->be)) return WEFT_EDEADLK;
+  atomic_store(&ex->shut, true);
+  return ex->ops->shutdown(ex->be, flags, deadline_ns);
+}
+
+void weft_executor_destroy(weft_executor *ex) {
+  if (!ex) return;
+  if (ex->ops->on_worker(ex->be))
+    weft__misuse(__func__, "called from one of the executor's own workers");
+  int r = ex->ops->shutdown(ex->be, WEFT_SHUTDOWN_WAIT, WEFT_FOREVER);
+  WEFT_ASSERT(r == 0);
+  ex->ops->destroy(ex->be);
+  int fd = atomic_load(&ex->efd);
+  if (fd >= 0) close(fd);
+  pthread_mutex_destroy(&ex->fd_mu);
+  weft__free(ex);
+}
+
+int weft_executor_fd(weft_executor *ex, int *fd) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(fd);
+  int f = atomic_load_explicit(&ex->efd, memory_order_acquire);
+  if (f < 0) {
+    pthread_mutex_lock(&ex->fd_mu);
+    f = atomic_load_explicit(&ex->efd, memory_order_relaxed);
+    if (f < 0) {
+      f = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (f < 0) {
+        int err = -errno;
+        pthread_mutex_unlock(&ex->fd_mu);
+        return err;
+      }
+      atomic_store_explicit(&ex->efd, f, memory_order_release);
+    }
+    pthread_mutex_unlock(&ex->fd_mu);
+  }
+  *fd = f;
+  return 0;
+}
+
+unsigned weft_executor_workers(const weft_executor *ex) {
+  WEFT_CHECK_HANDLE(ex);
+  return ex->workers;
+}
+
+void weft_executor_stats_get(const weft_executor *ex, weft_executor_stats *out) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(out);
+  ex->ops->stats(ex->be, out);
+}
+
+/* ------------------------------------------------------------ lazy maps */
+
+typedef struct imap_slot {
+  weft_future *f;              /* the task's future (the submitter's
+                                * reference), or NULL when the slot is free;
+                                * iterator's thread */
+  weft__watch watch;           /* unordered: posts the slot to it->done */
+  struct weft_imap *it;        /* immutable */
+  struct imap_slot *next;      /* link in it->done, it->ready or it->free */
+} imap_slot;
+
+struct weft_imap {
+  weft_executor *ex;            /* borrowed; immutable */
+  weft_task task;               /* immutable */
+  weft_imap_source_fn *source;  /* immutable */
+  void *ud;                     /* immutable */
+  bool unordered;               /* immutable */
+  size_t cap;                   /* max in flight; immutable */
+  imap_slot *slots;             /* cap slots; immutable pointer */
+  /* The rest belongs to the iterator's thread, except done and done_seq. */
+  size_t head;                  /* ordered: ring index of the oldest in flight */
+  size_t in_flight;             /* submitted, not yet yielded */
+  bool source_done;             /* the source ended (or failed) */
+  int end_code;                 /* 0, or the error to report once drained */
+  imap_slot *free;              /* unordered: free slots */
+  imap_slot *ready;             /* unordered: finished, taken from done */
+  _Atomic(imap_slot *) done;    /* unordered: pushed by watches (any thread) */
+  _Atomic uint32_t done_seq;    /* unordered: bumped per push; futex word */
+  atomic_bool sleeping;         /* unordered: the iterator may sleep on done_seq */
+};
+
+/* A watch: the slot's future finished. Runs on the finishing thread. */
+static void imap_watch_fn(weft__watch *w, weft_future *f) {
+  (void)f;
+  imap_slot *s = w->ud;
+  weft_imap *it = s->it;
+  imap_slot *old = atomic_load_explicit(&it->done, memory_order_relaxed);
+  do {
+    s->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&it->done, &old, s, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  atomic_fetch_add_explicit(&it->done_seq, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&it->sleeping, memory_order_seq_cst))
+    weft__futex_wake(&it->done_seq, INT_MAX, 0);
+}
+
+int weft_imap_create(weft_imap **out, weft_executor *ex, const weft_task *task,
+                     weft_imap_source_fn *source, void *ud, const weft_imap_opts *opts) {
+  WEFT_CHECK_HANDLE(out);
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  WEFT_CHECK_HANDLE(source);
+  if (!task->fn) return WEFT_EINVAL;
+  size_t cap = opts ? opts->max_in_flight : 0;
+  if (cap == 0) cap = (size_t)ex->workers * 2;
+  if (cap > (1u << 24)) return WEFT_EINVAL;
+  weft__job probe;
+  if (job_task(ex, task, &probe) != 0) return WEFT_ENOTASK;
+  /* A shutdown after this point shows as WEFT_ESHUTDOWN from
+   * weft_imap_next, once the results before it were yielded. */
+  if (atomic_load(&ex->shut)) return WEFT_ESHUTDOWN;
+  weft_imap *it = weft__calloc(1, sizeof *it);
+  if (!it) return WEFT_ENOMEM;
+  it->slots = weft__calloc(cap, sizeof *it->slots);
+  if (!it->slots) {
+    weft__free(it);
+    return WEFT_ENOMEM;
+  }
+  it->ex = ex;
+  it->task = *task;
+  it->source = source;
+  it->ud = ud;
+  it->unordered = opts && opts->unordered;
+  it->cap = cap;
+  atomic_init(&it->done, NULL);
+  atomic_init(&it->done_seq, 0);
+  atomic_init(&it->sleeping, false);
+  for (size_t i = 0; i < cap; i++) {
+    imap_slot *s = &it->slots[i];
+    s->it = it;
+    s->watch.fn = imap_watch_fn;
+    s->watch.ud = s;
+    weft__list_init(&s->watch.link);
+    s->next = it->free;
+    it->free = s;
+  }
+  *out = it;
+  return 0;
+}
+
+/* Submit tasks until cap are in flight or the source ends. */
+static void imap_refill(weft_imap *it) {
+  while (!it->source_done && it->in_flight < it->cap) {
+    const void *arg = NULL;
+    size_t len = 0;
+    int r = it->source(it->ud, &arg, &len);
+    if (r == 0) {
+      weft_future *f;
+      r = weft_executor_submit(it->ex, &it->task, arg, len, &f);
+      if (r == 0) {
+        imap_slot *s;
+        if (it->unordered) {
+          s = it->free;
+          it->free = s->next;
+          s->f = f;
+          /* Already finished: straight to ready, the watch would not run. */
+          if (!weft__future_watch(f, &s->watch)) {
+            s->next = it->ready;
+            it->ready = s;
+          }
+        } else {
+          s = &it->slots[(it->head + it->in_flight) % it->cap];
+          s->f = f;
+        }
+        it->in_flight++;
+        continue;
+      }
+    }
+    it->source_done = true;
+    if (r != WEFT_EEMPTY) it->end_code = r;
+  }
+}
+
+/* unordered: move what the watches posted to ready. */
+static void imap_collect(weft_imap *it) {
+  imap_slot *s = atomic_exchange_explicit(&it->done, NULL, memory_order_acquire);
+  while (s) {
+    imap_slot *nx = s->next;
+    s->next = it->ready;
+    it->ready = s;
+    s = nx;
+  }
+}
+
+int weft_imap_next(weft_imap *it, int64_t deadline_ns, weft_future **f) {
+  WEFT_CHECK_HANDLE(it);
+  WEFT_CHECK_HANDLE(f);
+  if (!WEFT_DEADLINE_VALID(deadline_ns)) return WEFT_EINVAL;
+  imap_refill(it);
+  if (it->in_flight == 0) return it->end_code ? it->end_code : WEFT_EEMPTY;
+  if (!it->unordered) {
+    imap_slot *s = &it->slots[it->head];
+    int r = weft_future_wait(s->f, deadline_ns);
+    if (r) return r;
+    *f = s->f;
+    s->f = NULL;
+    it->head = (it->head + 1) % it->cap;
+    it->in_flight--;
+    return 0;
+  }
+  for (;;) {
+    if (!it->ready) imap_collect(it);
+    if (it->ready) break;
+    uint32_t seq = atomic_load_explicit(&it->done_seq, memory_order_acquire);
+    atomic_store_explicit(&it->sleeping, true, memory_order_seq_cst);
+    if (atomic_load_explicit(&it->done, memory_order_seq_cst)) {
+      atomic_store_explicit(&it->sleeping, false, memory_order_relaxed);
+      continue;
+    }
+    int e = weft__block(&it->done_seq, seq, deadline_ns);
+    atomic_store_explicit(&it->sleeping, false, memory_order_relaxed);
+    if (e == -ETIMEDOUT) {
+      imap_collect(it);
+      if (it->ready) break;
+      return WEFT_ETIMEDOUT;
+    }
+  }
+  imap_slot *s = it->ready;
+  it->ready = s->next;
+  /* The watch posted s but may still be touching it (bumping done_seq):
+   * unwatch waits for it to return, so that s can be reused and it freed. */
+  weft__future_unwatch(s->f, &s->watch);
+  *f = s->f;
+  s->f = NULL;
+  s->next = it->free;
+  it->free = s;
+  it->in_flight--;
+  return 0;
+}
+
+void weft_imap_destroy(weft_imap *it) {
+  if (!it) return;
+  /* Cancel what has not started first, so that the waits below are only
+   * for tasks already running. */
+  for (size_t i = 0; i < it->cap; i++)
+    if (it->slots[i].f) weft_future_cancel(it->slots[i].f);
+  for (size_t i = 0; i < it->cap; i++) {
+    imap_slot *s = &it->slots[i];
+    if (!s->f) continue;
+    weft_future_wait(s->f, WEFT_FOREVER);
+    if (it->unordered) weft__future_unwatch(s->f, &s->watch);
+    weft_future_release(s->f);
+    s->f = NULL;
+  }
+  weft__free(it->slots);
+  weft__free(it);
+}
