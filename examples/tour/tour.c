@@ -12,6 +12,7 @@ static const struct {
   int (*run)(const tour_opts *);
 } demos[] = {
     {"threads", tour_threads},
+    {"thread_pool", tour_thread_pool},
     {"queue", tour_queue},
 };
 #define NDEMOS (sizeof demos / sizeof demos[0])

@@ -20,5 +20,6 @@ void tour_title(const char *name, const char *seed_snippet);
 /* Each returns 0 on success, non-zero if something went wrong. */
 int tour_threads(const tour_opts *o);
 int tour_queue(const tour_opts *o);
+int tour_thread_pool(const tour_opts *o);
 
 #endif
