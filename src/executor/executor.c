@@ -48,7 +48,21 @@ struct weft_executor {
   _Atomic int efd;               /* -1 until weft_executor_fd; then fixed */
   pthread_mutex_t fd_mu;         /* serialises making efd */
   atomic_bool shut;              /* weft_executor_shutdown was called */
+  unsigned fork_gen;             /* g_fork_gen at create; immutable */
 };
+
+/* Bumped in the child of every fork(). An executor made before the fork
+ * has no workers in the child, and its locks may have been held by threads
+ * that do not exist there: every call on it from the child is refused
+ * (WEFT_EBROKEN) and destroy only frees what the child can free. */
+static atomic_uint g_fork_gen;
+static pthread_once_t g_fork_once = PTHREAD_ONCE_INIT;
+static void fork_child(void) { atomic_fetch_add_explicit(&g_fork_gen, 1, memory_order_relaxed); }
+static void fork_setup(void) { pthread_atfork(NULL, NULL, fork_child); }
+
+static inline bool forked(const weft_executor *ex) {
+  return WEFT_UNLIKELY(atomic_load_explicit(&g_fork_gen, memory_order_relaxed) != ex->fork_gen);
+}
 
 /* ------------------------------------------------------------ job cache */
 
@@ -470,6 +484,7 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   if (o.workers > 4096) return WEFT_EINVAL;
   if (o.workers == 0) o.workers = (unsigned)weft_cpu_count();
   if (!o.name) o.name = "weft-pool";
+  pthread_once(&g_fork_once, fork_setup);
 
   weft_executor *ex = weft__malloc(sizeof *ex);
   if (!ex) return WEFT_ENOMEM;
@@ -477,6 +492,7 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   ex->workers = o.workers;
   atomic_init(&ex->efd, -1);
   atomic_init(&ex->shut, false);
+  ex->fork_gen = atomic_load(&g_fork_gen);
   int r = -pthread_mutex_init(&ex->fd_mu, NULL);
   if (r) goto out_free;
   r = ops->create(ex, &o, &ex->be);
@@ -512,6 +528,7 @@ int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *a
   if (arg_len && !arg) weft__misuse(__func__, "argument 'arg' is NULL with arg_len > 0");
   if (WEFT_UNLIKELY(!task->fn)) return WEFT_EINVAL;
   if (WEFT_UNLIKELY(arg_len > ex->ops->arg_max)) return WEFT_E2BIG;
+  if (forked(ex)) return WEFT_EBROKEN;
   weft__job *j = weft__job_alloc(arg_len);
   if (WEFT_UNLIKELY(!j)) return WEFT_ENOMEM;
   int r = job_task(ex, task, j);
@@ -600,6 +617,7 @@ int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const vo
   if (n && arg_size && !args) weft__misuse(__func__, "argument 'args' is NULL with n > 0");
   if (!task->fn) return WEFT_EINVAL;
   if (arg_size > ex->ops->arg_max) return WEFT_E2BIG;
+  if (forked(ex)) return WEFT_EBROKEN;
   if (n == 0) return 0;
   weft__job probe;
   int r = job_task(ex, task, &probe);
@@ -697,6 +715,7 @@ int weft_executor_map(weft_executor *ex, const weft_task *task, const void *in, 
   if (in_size && !in) weft__misuse(__func__, "argument 'in' is NULL with n > 0");
   if (out_size && !out) weft__misuse(__func__, "argument 'out' is NULL with n > 0");
   if (in_size > ex->ops->arg_max) return WEFT_E2BIG;
+  if (forked(ex)) return WEFT_EBROKEN;
   size_t total;
   if (__builtin_mul_overflow(n, in_size, &total) || __builtin_mul_overflow(n, out_size, &total))
     return WEFT_EINVAL; /* the arrays cannot exist */
@@ -764,6 +783,7 @@ int weft_executor_shutdown(weft_executor *ex, unsigned flags, int64_t deadline_n
   if (!WEFT_DEADLINE_VALID(deadline_ns)) return WEFT_EINVAL;
   /* A worker waiting for every worker to exit would wait for itself. */
   if ((flags & WEFT_SHUTDOWN_WAIT) && ex->ops->on_worker(ex->be)) return WEFT_EDEADLK;
+  if (forked(ex)) return WEFT_EBROKEN;
   atomic_store(&ex->shut, true);
   return ex->ops->shutdown(ex->be, flags, deadline_ns);
 }
@@ -772,9 +792,13 @@ void weft_executor_destroy(weft_executor *ex) {
   if (!ex) return;
   if (ex->ops->on_worker(ex->be))
     weft__misuse(__func__, "called from one of the executor's own workers");
-  int r = ex->ops->shutdown(ex->be, WEFT_SHUTDOWN_WAIT, WEFT_FOREVER);
-  WEFT_ASSERT(r == 0);
-  ex->ops->destroy(ex->be);
+  if (!forked(ex)) {
+    int r = ex->ops->shutdown(ex->be, WEFT_SHUTDOWN_WAIT, WEFT_FOREVER);
+    WEFT_ASSERT(r == 0);
+    ex->ops->destroy(ex->be);
+  }
+  /* else: the backend's threads and locks belong to the parent; its memory
+   * is left to the child's exit. */
   int fd = atomic_load(&ex->efd);
   if (fd >= 0) close(fd);
   pthread_mutex_destroy(&ex->fd_mu);
@@ -875,6 +899,7 @@ int weft_imap_create(weft_imap **out, weft_executor *ex, const weft_task *task,
   /* A shutdown after this point shows as WEFT_ESHUTDOWN from
    * weft_imap_next, once the results before it were yielded. */
   if (atomic_load(&ex->shut)) return WEFT_ESHUTDOWN;
+  if (forked(ex)) return WEFT_EBROKEN;
   weft_imap *it = weft__calloc(1, sizeof *it);
   if (!it) return WEFT_ENOMEM;
   it->slots = weft__calloc(cap, sizeof *it->slots);

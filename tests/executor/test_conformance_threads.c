@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "conformance.h"
@@ -389,5 +390,53 @@ TEST(misuse_null_handles) {
   ASSERT_ABORTS(weft_executor_map(ex, &T_SQUARE, NULL, 8, NULL, 0, 3, NULL), "weft_executor_map");
   weft_task nofn = {"x", NULL};
   ASSERT_ERR(weft_executor_submit(ex, &nofn, NULL, 0, NULL), WEFT_EINVAL);
+  weft_executor_destroy(ex);
+}
+
+/* In the child of a fork() the pool's workers do not exist: every call on
+ * it says WEFT_EBROKEN at once (no hang), destroy does not wait for them,
+ * and the child can make a pool of its own. The parent's pool is unharmed. */
+TEST(fork_child) {
+  conf_setup();
+  conf_register_tasks();
+  weft_executor_opts o = {.kind = WEFT_EXECUTOR_THREADS, .workers = 2};
+  weft_executor *ex;
+  ASSERT_OK(weft_executor_create(&ex, &o));
+  int64_t x = 5;
+  ASSERT_OK(weft_executor_submit(ex, &T_SQUARE, &x, sizeof x, NULL));
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT(pid >= 0);
+  if (pid == 0) {
+    alarm(10);
+    weft_future *f;
+    int64_t out;
+    if (weft_executor_submit(ex, &T_SQUARE, &x, sizeof x, &f) != WEFT_EBROKEN) _exit(1);
+    if (weft_executor_submit_many(ex, &T_SQUARE, &x, sizeof x, 1, NULL) != WEFT_EBROKEN) _exit(2);
+    if (weft_executor_map(ex, &T_SQUARE, &x, sizeof x, &out, sizeof out, 1, NULL) != WEFT_EBROKEN)
+      _exit(3);
+    if (weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT, WEFT_FOREVER) != WEFT_EBROKEN) _exit(4);
+    weft_executor_destroy(ex);
+#ifdef WEFT_TSAN
+    _exit(0); /* TSan cannot start threads in the child of a threaded fork */
+#endif
+    weft_executor *ex2;
+    if (weft_executor_create(&ex2, &o) != 0) _exit(5);
+    if (weft_executor_submit(ex2, &T_SQUARE, &x, sizeof x, &f) != 0) _exit(6);
+    const void *d;
+    if (weft_future_result(f, weft_deadline_in_ms(5000), &d, NULL) != 0 || *(const int64_t *)d != 25)
+      _exit(7);
+    weft_future_release(f);
+    weft_executor_destroy(ex2);
+    _exit(0);
+  }
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
+  weft_future *f;
+  ASSERT_OK(weft_executor_submit(ex, &T_SQUARE, &x, sizeof x, &f));
+  ASSERT_EQ(conf_result_i64(f), 25);
+  weft_future_release(f);
   weft_executor_destroy(ex);
 }
