@@ -23,7 +23,7 @@
  * after the caller has returned (a chunk cancelled at the deadline) touches
  * only the map's memory, never the caller's arrays.
  *
- * Locking: g_jobs (the global job stack) is lock-free. Each map's fail_mu
+ * Locking: g_spare (the global job stack) is lock-free. Each map's fail_mu
  * guards its failure record (rare path). ex->fd_mu only serialises
  * creating the eventfd. No user code runs under any of these: tasks,
  * callbacks and imap sources run with no lock held.
@@ -55,13 +55,15 @@ struct weft_executor {
  * has no workers in the child, and its locks may have been held by threads
  * that do not exist there: every call on it from the child is refused
  * (WEFT_EBROKEN) and destroy only frees what the child can free. */
-static atomic_uint g_fork_gen;
+static struct {
+  _Alignas(64) atomic_uint gen; /* read by every call: a line of its own */
+} g_fork;
 static pthread_once_t g_fork_once = PTHREAD_ONCE_INIT;
-static void fork_child(void) { atomic_fetch_add_explicit(&g_fork_gen, 1, memory_order_relaxed); }
+static void fork_child(void) { atomic_fetch_add_explicit(&g_fork.gen, 1, memory_order_relaxed); }
 static void fork_setup(void) { pthread_atfork(NULL, NULL, fork_child); }
 
 static inline bool forked(const weft_executor *ex) {
-  return WEFT_UNLIKELY(atomic_load_explicit(&g_fork_gen, memory_order_relaxed) != ex->fork_gen);
+  return WEFT_UNLIKELY(atomic_load_explicit(&g_fork.gen, memory_order_relaxed) != ex->fork_gen);
 }
 
 /* ------------------------------------------------------------ job cache */
@@ -79,8 +81,12 @@ typedef struct job_cache {
 } job_cache;
 
 static _Thread_local job_cache tls_jobs;
-static _Atomic(weft__job *) g_jobs; /* spare jobs of all threads; lock-free stack */
-static _Atomic long g_jobs_n;      /* about how many are on g_jobs */
+/* The global spare stack sits on a cache line of its own: every spill and
+ * refill writes it, and read-mostly globals beside it would pay for that. */
+static struct {
+  _Alignas(64) _Atomic(weft__job *) head; /* spare jobs of all threads; lock-free stack */
+  _Atomic long n;                         /* about how many are on it */
+} g_spare;
 static pthread_key_t g_jobs_key;
 static bool g_jobs_key_ok;         /* written once under g_jobs_once */
 static pthread_once_t g_jobs_once = PTHREAD_ONCE_INIT;
@@ -88,7 +94,7 @@ static pthread_once_t g_jobs_once = PTHREAD_ONCE_INIT;
 /* Give the NULL-terminated chain first..last (k jobs) to the global stack,
  * or to the allocator when the stack holds enough. */
 static void jobs_release_chain(weft__job *first, weft__job *last, unsigned k) {
-  if (atomic_load_explicit(&g_jobs_n, memory_order_relaxed) >= GLOBAL_JOBS_MAX) {
+  if (atomic_load_explicit(&g_spare.n, memory_order_relaxed) >= GLOBAL_JOBS_MAX) {
     while (first) {
       weft__job *nx = first->next;
       weft__free_aligned(first);
@@ -96,12 +102,12 @@ static void jobs_release_chain(weft__job *first, weft__job *last, unsigned k) {
     }
     return;
   }
-  weft__job *old = atomic_load_explicit(&g_jobs, memory_order_relaxed);
+  weft__job *old = atomic_load_explicit(&g_spare.head, memory_order_relaxed);
   do {
     last->next = old;
-  } while (!atomic_compare_exchange_weak_explicit(&g_jobs, &old, first, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&g_spare.head, &old, first, memory_order_release,
                                                   memory_order_relaxed));
-  atomic_fetch_add_explicit(&g_jobs_n, (long)k, memory_order_relaxed);
+  atomic_fetch_add_explicit(&g_spare.n, (long)k, memory_order_relaxed);
 }
 
 static void jobs_thread_exit(void *p) {
@@ -138,15 +144,19 @@ weft__job *weft__job_alloc(size_t arg_len) {
   if (WEFT_LIKELY(j)) {
     c->head = j->next;
     if (c->n) c->n--;
+    /* The next job's line was last written by the worker that freed it:
+     * start fetching it now, for writing, so that the next submit does not
+     * stall on it. */
+    if (c->head) __builtin_prefetch(c->head, 1);
   } else {
     /* Take the whole global stack at once: an exchange cannot suffer ABA.
      * Do not walk it: its jobs were last written by other threads, and a
      * walk would be a chain of cache misses. Its count is approximate, and
      * only decides when this thread spills. */
-    if (atomic_load_explicit(&g_jobs, memory_order_relaxed))
-      j = atomic_exchange_explicit(&g_jobs, NULL, memory_order_acquire);
+    if (atomic_load_explicit(&g_spare.head, memory_order_relaxed))
+      j = atomic_exchange_explicit(&g_spare.head, NULL, memory_order_acquire);
     if (j) {
-      long n = atomic_exchange_explicit(&g_jobs_n, 0, memory_order_relaxed);
+      long n = atomic_exchange_explicit(&g_spare.n, 0, memory_order_relaxed);
       jobs_keep(c);
       c->head = j->next;
       c->n = n > TLS_JOBS_MAX / 2 ? TLS_JOBS_MAX / 2 : n > 1 ? (unsigned)n - 1 : 0;
@@ -492,7 +502,7 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   ex->workers = o.workers;
   atomic_init(&ex->efd, -1);
   atomic_init(&ex->shut, false);
-  ex->fork_gen = atomic_load(&g_fork_gen);
+  ex->fork_gen = atomic_load(&g_fork.gen);
   int r = -pthread_mutex_init(&ex->fd_mu, NULL);
   if (r) goto out_free;
   r = ops->create(ex, &o, &ex->be);

@@ -512,7 +512,7 @@ static weft__job *search(pool *p, worker *w) {
     weft__job *j = find_work(p, w);
     if (j) return j;
     if (atomic_load_explicit(&p->state, memory_order_relaxed) != OPEN) break;
-    if ((i & 63) == 63) sched_yield(); /* let a preempted submitter run */
+    if ((i & 15) == 15) sched_yield(); /* let a preempted submitter run */
   }
   return NULL;
 }
