@@ -49,6 +49,11 @@ struct weft_executor {
   pthread_mutex_t fd_mu;         /* serialises making efd */
   atomic_bool shut;              /* weft_executor_shutdown was called */
   unsigned fork_gen;             /* g_fork_gen at create; immutable */
+  /* Finished small submit_many batches, freed by the next submit_many or
+   * by destroy: a worker freeing a batch block while the submitter mallocs
+   * the next batch's futures fights it for glibc's arena lock (measured:
+   * thousands of futex calls per W1 run). Lock-free stack, taken whole. */
+  _Atomic(struct weft__batch *) dead;
 };
 
 /* Bumped in the child of every fork(). An executor made before the fork
@@ -70,8 +75,14 @@ static inline bool forked(const weft_executor *ex) {
 
 _Static_assert(sizeof(weft__job) <= 64, "a job is one cache line");
 
-#define TLS_JOBS_MAX 256      /* a thread keeps at most this many free jobs */
-#define GLOBAL_JOBS_MAX 16384 /* the global stack keeps about this many */
+#define TLS_JOBS_MAX 256 /* a thread keeps at most this many free jobs */
+/* The global stack keeps at most about this many: a burst of queued tasks
+ * frees its jobs while the submitter still allocates, and freeing them to
+ * malloc then would fight the submitter for the allocator's lock (measured:
+ * tens of thousands of futex calls per W1 run with a 16 K cap). An idle
+ * pool trims it back to GLOBAL_JOBS_KEEP (weft__job_cache_trim). */
+#define GLOBAL_JOBS_MAX (1 << 20)
+#define GLOBAL_JOBS_KEEP 4096
 
 typedef struct job_cache {
   weft__job *head; /* free jobs of this thread; the thread's own */
@@ -109,6 +120,30 @@ static void jobs_release_chain(weft__job *first, weft__job *last, unsigned k) {
                                                   memory_order_relaxed));
   atomic_fetch_add_explicit(&g_spare.n, (long)k, memory_order_relaxed);
 }
+
+void weft__job_cache_trim(void) {
+  if (atomic_load_explicit(&g_spare.n, memory_order_relaxed) <= 2 * GLOBAL_JOBS_KEEP) return;
+  weft__job *j = atomic_exchange_explicit(&g_spare.head, NULL, memory_order_acquire);
+  atomic_store_explicit(&g_spare.n, 0, memory_order_relaxed);
+  if (!j) return;
+  /* Keep the first GLOBAL_JOBS_KEEP, free the rest. */
+  weft__job *last = j;
+  unsigned k = 1;
+  while (k < GLOBAL_JOBS_KEEP && last->next) {
+    last = last->next;
+    k++;
+  }
+  weft__job *rest = last->next;
+  last->next = NULL;
+  jobs_release_chain(j, last, k);
+  while (rest) {
+    weft__job *nx = rest->next;
+    weft__free_aligned(rest);
+    rest = nx;
+  }
+}
+
+long weft__job_cache_spare(void) { return atomic_load(&g_spare.n); }
 
 static void jobs_thread_exit(void *p) {
   job_cache *c = p;
@@ -231,8 +266,11 @@ typedef struct weft__map {
 /* The chunks of one submit_many: the copied arguments and the futures,
  * in one allocation, freed when the last chunk ends. */
 typedef struct weft__batch {
-  _Atomic uint32_t refs;  /* chunk jobs not yet ended */
-  weft_task_fn *fn;       /* immutable from here on */
+  _Atomic uint32_t refs;  /* chunk jobs not yet ended (+ the submitter's) */
+  struct weft__batch *next_dead; /* link in ex->dead once finished */
+  weft_executor *ex;      /* immutable from here on */
+  size_t bytes;           /* the size of this allocation */
+  weft_task_fn *fn;
   size_t arg_size;
   size_t n;
   size_t chunksize;
@@ -369,8 +407,39 @@ static void batch_item(batch_cursor *cur, size_t i, weft__scratch *scratch) {
   weft__executor_note_completed(cur->ex, 1);
 }
 
+/* Batches of at least this many bytes are freed by whoever ends them last:
+ * their work dwarfs one contended free, and they are not worth keeping. */
+#define BATCH_DEFER_MAX (64u * 1024u)
+
+/* Drop a chunk's reference; the last one frees b or puts it on ex->dead. */
 static void batch_unref(weft__batch *b) {
-  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) weft__free(b);
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
+  if (b->bytes >= BATCH_DEFER_MAX) {
+    weft__free(b);
+    return;
+  }
+  weft_executor *ex = b->ex;
+  weft__batch *old = atomic_load_explicit(&ex->dead, memory_order_relaxed);
+  do {
+    b->next_dead = old;
+  } while (!atomic_compare_exchange_weak_explicit(&ex->dead, &old, b, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Free the finished batches of ex. */
+static void batches_reap(weft_executor *ex) {
+  if (!atomic_load_explicit(&ex->dead, memory_order_relaxed)) return;
+  weft__batch *b = atomic_exchange_explicit(&ex->dead, NULL, memory_order_acquire);
+  while (b) {
+    weft__batch *nx = b->next_dead;
+    weft__free(b);
+    b = nx;
+  }
+}
+
+void weft__executor_idle(weft_executor *ex) {
+  (void)ex; /* its dead batches are small and go with the next submit_many */
+  weft__job_cache_trim();
 }
 
 static void run_batch_chunk(weft_executor *ex, weft__batch *b, size_t c, weft__scratch *scratch,
@@ -502,6 +571,7 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   ex->workers = o.workers;
   atomic_init(&ex->efd, -1);
   atomic_init(&ex->shut, false);
+  atomic_init(&ex->dead, NULL);
   ex->fork_gen = atomic_load(&g_fork.gen);
   int r = -pthread_mutex_init(&ex->fd_mu, NULL);
   if (r) goto out_free;
@@ -629,6 +699,7 @@ int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const vo
   if (arg_size > ex->ops->arg_max) return WEFT_E2BIG;
   if (forked(ex)) return WEFT_EBROKEN;
   if (n == 0) return 0;
+  batches_reap(ex);
   weft__job probe;
   int r = job_task(ex, task, &probe);
   if (r) return r;
@@ -645,6 +716,9 @@ int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const vo
   size_t nchunks = chunk_count(n, &cs);
   /* One reference per chunk, and ours until outs is filled in. */
   atomic_init(&b->refs, (uint32_t)nchunks + 1);
+  b->next_dead = NULL;
+  b->ex = ex;
+  b->bytes = bytes;
   b->fn = task->fn;
   b->arg_size = arg_size;
   b->n = n;
@@ -671,7 +745,7 @@ int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const vo
   /* Only now, so that outs stays untouched on error. Our reference keeps
    * b->futs readable even if every chunk has already run. */
   if (outs) memcpy(outs, b->futs, n * sizeof *outs);
-  batch_unref(b);
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) weft__free(b);
   return 0;
 
 out_futs:
@@ -806,6 +880,7 @@ void weft_executor_destroy(weft_executor *ex) {
     int r = ex->ops->shutdown(ex->be, WEFT_SHUTDOWN_WAIT, WEFT_FOREVER);
     WEFT_ASSERT(r == 0);
     ex->ops->destroy(ex->be);
+    batches_reap(ex);
   }
   /* else: the backend's threads and locks belong to the parent; its memory
    * is left to the child's exit. */

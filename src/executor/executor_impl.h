@@ -76,6 +76,14 @@ weft__job *weft__job_alloc(size_t arg_len);
 /* Free j (and a TASK's heap argument). Any thread. */
 void weft__job_free(weft__job *j);
 
+/* Give most spare jobs back to the allocator, keeping a few thousand: for
+ * a backend whose workers are about to go idle (so that a burst does not
+ * pin its jobs' memory for good). Cheap when there is little to trim. Any
+ * thread. */
+void weft__job_cache_trim(void);
+/* About how many spare jobs the global cache holds (for tests). */
+long weft__job_cache_spare(void);
+
 /* A TASK's argument bytes. */
 static inline const void *weft__job_arg(const weft__job *j) {
   return j->arg_len <= WEFT__JOB_INLINE ? (const void *)j->arg.inl : j->arg.heap;
@@ -202,6 +210,11 @@ typedef struct weft__executor_ops {
 } weft__executor_ops;
 
 extern const weft__executor_ops weft__pool_thread_ops;
+
+/* The backend's workers have all gone idle: free what the front end keeps
+ * for reuse (finished batches, spare jobs beyond a few thousand). Called
+ * on a worker with no lock held. */
+void weft__executor_idle(weft_executor *ex);
 
 /* Signal ex's eventfd (if one was made) for items that finished in any
  * way. weft__job_run and weft__job_cancel call it; a backend that ends

@@ -100,6 +100,7 @@ enum { OPEN = 0, SHUT = 1, SHUT_CANCEL = 2 };
 #define HELP_SPINS 64     /* looks before a nested wait parks */
 #define MAX_DEPTH 128     /* nested job runs per worker (stack depth) */
 #define FALLBACK_RECHECK_NS 2000000 /* see "Nested waits" above */
+#define IDLE_TRIM_NS 20000000       /* idle this long: give spare memory back */
 
 /* ------------------------------------------------------------- structures */
 
@@ -523,7 +524,16 @@ static bool park(pool *p, worker *w) {
   idle_enter(p, w, &w->park_seq);
   bool work = work_visible(p);
   bool shut = atomic_load_explicit(&p->state, memory_order_seq_cst) != OPEN;
-  if (!work && !shut) weft__futex_wait(&w->park_seq, seq, WEFT_FOREVER, 0);
+  if (!work && !shut) {
+    /* The last worker to go idle gives spare jobs back once the pool has
+     * stayed idle for IDLE_TRIM_NS: a pool that only pauses between tasks
+     * keeps them (freeing them while a submitter allocates would fight it
+     * for the allocator's lock). One extra wake-up per idle period. */
+    if (atomic_load_explicit(&p->nidle, memory_order_relaxed) == p->n &&
+        weft__futex_wait(&w->park_seq, seq, weft_deadline_in_ns(IDLE_TRIM_NS), 0) == -ETIMEDOUT)
+      weft__executor_idle(p->ex);
+    weft__futex_wait(&w->park_seq, seq, WEFT_FOREVER, 0);
+  }
   idle_leave(p, w);
   if (!work && shut) {
     if (w->searching) {

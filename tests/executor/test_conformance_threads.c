@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "conformance.h"
+#include "executor/executor_impl.h"
 
 WEFT_TEST_TIMEOUT(30)
 
@@ -332,6 +333,23 @@ TEST(parked_pool_is_idle) {
   ASSERT_OK(weft_executor_submit(ex, &T_SQUARE, &x, sizeof x, &f));
   ASSERT_EQ(conf_result_i64(f), 81);
   weft_future_release(f);
+  weft_executor_destroy(ex);
+}
+
+/* A burst leaves many spare jobs behind; a pool that stays idle gives most
+ * of them back, a busy one keeps what it recycles. */
+TEST(idle_pool_trims_spare_jobs) {
+  conf_setup();
+  conf_register_tasks();
+  weft_executor_opts o = {.kind = WEFT_EXECUTOR_THREADS, .workers = 2};
+  weft_executor *ex;
+  ASSERT_OK(weft_executor_create(&ex, &o));
+  conf_block_all(ex, 2);
+  for (int64_t i = 0; i < 50000; i++) ASSERT_OK(weft_executor_submit(ex, &T_SQUARE, &i, sizeof i, NULL));
+  conf_open_gate();
+  CONF_EVENTUALLY(atomic_load(&conf_sh->ran) == 50002);
+  /* The workers freed ~50000 jobs; after 20 ms of idle the last one trims. */
+  CONF_EVENTUALLY(weft__job_cache_spare() <= 4096);
   weft_executor_destroy(ex);
 }
 
