@@ -5,14 +5,14 @@
  * enforces their deadline, bounds imap, and keeps the eventfd. Backends
  * only move jobs to workers and run them (weft__job_run) or cancel them.
  *
- * Jobs. Fixed-size (96 bytes), with small arguments inline. They come from
+ * Jobs. One cache line each, with small arguments inline. They come from
  * a per-thread cache of free jobs, refilled from and spilled to a global
  * lock-free stack (pushes by CAS, the refill takes the whole stack with one
  * exchange, so there is no ABA), so that in the steady state a submit
  * allocates no job and a worker frees into its own cache. The global stack
- * is capped; spills beyond it go back to the allocator. A thread's cache is
- * flushed to the global stack when the thread exits (pthread key
- * destructor).
+ * is capped (spills beyond it go back to the allocator) and trimmed when a
+ * pool has stayed idle. A thread's cache is flushed to the global stack
+ * when the thread exits (pthread key destructor).
  *
  * Maps. One job per chunk. The chunks share a weft__map: a per-chunk state
  * byte (pending -> running -> done, or pending -> cancelled, each claimed
@@ -23,10 +23,17 @@
  * after the caller has returned (a chunk cancelled at the deadline) touches
  * only the map's memory, never the caller's arrays.
  *
- * Locking: g_spare (the global job stack) is lock-free. Each map's fail_mu
- * guards its failure record (rare path). ex->fd_mu only serialises
- * creating the eventfd. No user code runs under any of these: tasks,
- * callbacks and imap sources run with no lock held.
+ * Batches. A submit_many is one allocation (futures and copied arguments)
+ * cut into chunks like a map; its items run one after the other as tasks.
+ * A chunk that runs publishes a cursor on its thread, so that a nested wait
+ * there runs the chunk's later items (weft__job_run_nested_item).
+ *
+ * Locking: g_spare (the global job stack) and ex->dead are lock-free
+ * stacks taken whole. Each map's fail_mu guards its failure record (rare
+ * path). ex->fd_mu only serialises creating the eventfd. The job cache,
+ * tls_cursor and an imap's iterator state belong to one thread each. No
+ * user code runs under any lock: tasks, callbacks and imap sources run with
+ * none held.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -48,7 +55,7 @@ struct weft_executor {
   _Atomic int efd;               /* -1 until weft_executor_fd; then fixed */
   pthread_mutex_t fd_mu;         /* serialises making efd */
   atomic_bool shut;              /* weft_executor_shutdown was called */
-  unsigned fork_gen;             /* g_fork_gen at create; immutable */
+  unsigned fork_gen;             /* g_fork.gen at create; immutable */
   /* Finished small submit_many batches, freed by the next submit_many or
    * by destroy: a worker freeing a batch block while the submitter mallocs
    * the next batch's futures fights it for glibc's arena lock (measured:
@@ -931,7 +938,9 @@ typedef struct imap_slot {
                                 * iterator's thread */
   weft__watch watch;           /* unordered: posts the slot to it->done */
   struct weft_imap *it;        /* immutable */
-  struct imap_slot *next;      /* link in it->done, it->ready or it->free */
+  struct imap_slot *next;      /* link in it->done (written by the watch
+                                * that pushes the slot), it->ready or it->free
+                                * (iterator's thread) */
 } imap_slot;
 
 struct weft_imap {

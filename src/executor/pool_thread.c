@@ -137,9 +137,9 @@ typedef struct worker {
   uint64_t rng;                    /* victim choice (xorshift) */
   weft__scratch scratch;           /* results nobody keeps */
   /* Fixed at create. */
-  pool *pool;
-  unsigned index;
-  weft_thread *thread;             /* joined under pool->join_mu */
+  pool *pool;                      /* the pool it belongs to; immutable */
+  unsigned index;                  /* its place in pool->w, and its name's suffix; immutable */
+  weft_thread *thread;             /* set by create; joined under pool->join_mu */
   bool joined;                     /* join_mu */
 } worker;
 
@@ -160,7 +160,7 @@ struct pool {
   _Atomic uint32_t nidle;         /* workers in the idle list */
   _Atomic uint32_t nsearching;    /* workers looking for work */
   /* Parking. */
-  CL_ALIGN pthread_mutex_t idle_mu;
+  CL_ALIGN pthread_mutex_t idle_mu; /* guards idle and the workers' parking fields */
   weft__list idle;                /* idle workers, most recent first; idle_mu */
   /* Shutdown. */
   weft_mutex join_mu;             /* serialises joins */

@@ -104,7 +104,7 @@ static void *canceller(void *arg) {
 TEST(cancel_storm) {
   long n = iters();
   weft_executor *ex = make(workers());
-  for (long round = 0; round < rounds() / 4 + 1; round++) {
+  for (long round = 0; round < rounds() / 8 + 1; round++) {
     marks_reset((size_t)n);
     weft_future **fs = calloc((size_t)n, sizeof *fs);
     struct cancel_run c[2] = {{fs, n, 0, 7 + (uint32_t)round}, {fs, n, 0, 99 + (uint32_t)round}};
@@ -179,8 +179,8 @@ static void *submitter(void *arg) {
  * returns only when the accepted, uncancelled ones have run. */
 TEST(shutdown_races_submit) {
   int nt = nthreads();
-  long per = iters() / nt / 2 + 1;
-  for (long round = 0; round < rounds(); round++) {
+  long per = iters() / nt / 8 + 1;
+  for (long round = 0; round < rounds() / 2 + 1; round++) {
     marks_reset((size_t)(nt * per));
     weft_executor *ex = make(workers());
     struct sub_run s[MAX_THREADS];
