@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,6 +40,25 @@ void weft_test_fail(const char *file, int line, const char *fmt, ...) {
   fputc('\n', stderr);
   fflush(stderr);
   abort();
+}
+
+void weft_test_wait_asleep_in_futex(int pid, uint64_t tid) {
+  char path[96], buf[256];
+  if (pid)
+    snprintf(path, sizeof path, "/proc/%d/task/%llu/syscall", pid, (unsigned long long)tid);
+  else
+    snprintf(path, sizeof path, "/proc/self/task/%llu/syscall", (unsigned long long)tid);
+  for (int i = 0; i < 10000; i++) {
+    FILE *f = fopen(path, "re");
+    if (!f) weft_test_fail(__FILE__, __LINE__, "cannot open %s", path);
+    long nr = -1;
+    if (fgets(buf, sizeof buf, f)) sscanf(buf, "%ld", &nr);
+    fclose(f);
+    if (nr == SYS_futex) return;
+    usleep(1000);
+  }
+  weft_test_fail(__FILE__, __LINE__, "task %llu never went to sleep in futex()",
+                 (unsigned long long)tid);
 }
 
 long weft_test_knob(const char *name, long def) {

@@ -116,6 +116,11 @@ weft_test_child weft_test_fork_capture(void);
 void weft_test_expect_abort(weft_test_child c, const char *needle, const char *file,
                             int line, const char *what);
 
+/* Wait (up to 10 s, then fail) until thread tid of process pid (0: this
+ * process) sleeps in the futex syscall, so that a test is sure to exercise
+ * a wake-up path and not a fast path. */
+void weft_test_wait_asleep_in_futex(int pid, uint64_t tid);
+
 /* A knob for stress tests: the integer in environment variable name, or def. */
 long weft_test_knob(const char *name, long def);
 

@@ -15,22 +15,6 @@ WEFT_TEST_TIMEOUT(30)
 
 #define MS 1000000LL
 
-/* Wait (up to 10 s) until thread tid sleeps in the futex syscall. */
-static void wait_asleep_in_futex(uint64_t tid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/self/task/%llu/syscall", (unsigned long long)tid);
-  for (int i = 0; i < 10000; i++) {
-    FILE *f = fopen(path, "re");
-    ASSERT_NOT_NULL(f);
-    long nr = -1;
-    if (fgets(buf, sizeof buf, f)) sscanf(buf, "%ld", &nr);
-    fclose(f);
-    if (nr == SYS_futex) return;
-    usleep(1000);
-  }
-  ASSERT(!"thread never went to sleep in futex()");
-}
-
 typedef struct arriver {
   weft_barrier *b;  /* the barrier */
   int64_t deadline; /* for wait */
@@ -55,7 +39,7 @@ static weft_thread *sleeper(arriver *a, weft_barrier *b, int64_t deadline) {
   a->index = 999;
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, arrive_body, a, NULL));
-  wait_asleep_in_futex(weft_thread_ident(t));
+  weft_test_wait_asleep_in_futex(0, weft_thread_ident(t));
   return t;
 }
 

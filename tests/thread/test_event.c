@@ -14,23 +14,6 @@ WEFT_TEST_TIMEOUT(30)
 
 #define MS 1000000LL
 
-/* Wait (up to 10 s) until thread tid sleeps in the futex syscall, so that a
- * test can be sure it exercises the wake path and not the fast path. */
-static void wait_asleep_in_futex(uint64_t tid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/self/task/%llu/syscall", (unsigned long long)tid);
-  for (int i = 0; i < 10000; i++) {
-    FILE *f = fopen(path, "re");
-    ASSERT_NOT_NULL(f);
-    long nr = -1;
-    if (fgets(buf, sizeof buf, f)) sscanf(buf, "%ld", &nr);
-    fclose(f);
-    if (nr == SYS_futex) return;
-    usleep(1000);
-  }
-  ASSERT(!"thread never went to sleep in futex()");
-}
-
 typedef struct waiter {
   weft_event *e;    /* the event to wait on */
   int64_t deadline; /* for weft_event_wait */
@@ -98,7 +81,7 @@ static void set_wakes_every_sleeper(unsigned flags) {
     atomic_init(&w[i].rc, 1);
     ASSERT_OK(weft_thread_start(&t[i], wait_body, &w[i], NULL));
   }
-  for (int i = 0; i < N; i++) wait_asleep_in_futex(weft_thread_ident(t[i]));
+  for (int i = 0; i < N; i++) weft_test_wait_asleep_in_futex(0, weft_thread_ident(t[i]));
   for (int i = 0; i < N; i++) ASSERT_EQ(atomic_load(&w[i].rc), 1);
   weft_event_set(&e);
   for (int i = 0; i < N; i++) {
@@ -122,7 +105,7 @@ TEST(set_then_clear_still_releases_sleepers) {
     waiter w = {&e, weft_deadline_in_s(5), 1};
     weft_thread *t;
     ASSERT_OK(weft_thread_start(&t, wait_body, &w, NULL));
-    wait_asleep_in_futex(weft_thread_ident(t));
+    weft_test_wait_asleep_in_futex(0, weft_thread_ident(t));
     weft_event_set(&e);
     weft_event_clear(&e);
     ASSERT_OK(weft_thread_join(t, WEFT_FOREVER, NULL));
@@ -138,7 +121,7 @@ TEST(timed_wait_released_by_set) {
   waiter w = {&e, weft_deadline_in_s(10), 1};
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, wait_body, &w, NULL));
-  wait_asleep_in_futex(weft_thread_ident(t));
+  weft_test_wait_asleep_in_futex(0, weft_thread_ident(t));
   int64_t t0 = weft_now_ns();
   weft_event_set(&e);
   ASSERT_OK(weft_thread_join(t, WEFT_FOREVER, NULL));
@@ -182,7 +165,7 @@ static void fini_with_sleeper(void) {
   w.deadline = WEFT_FOREVER;
   weft_thread *t;
   weft_thread_start(&t, wait_body, &w, NULL);
-  wait_asleep_in_futex(weft_thread_ident(t));
+  weft_test_wait_asleep_in_futex(0, weft_thread_ident(t));
   weft_event_fini(&e);
 }
 

@@ -51,23 +51,6 @@ static int reap(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* Wait (up to 10 s) until task tid (a thread or a child process) sleeps in
- * the futex syscall. */
-static void wait_asleep_in_futex(pid_t pid, uint64_t tid) {
-  char path[96], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/task/%llu/syscall", (int)pid, (unsigned long long)tid);
-  for (int i = 0; i < 10000; i++) {
-    FILE *f = fopen(path, "re");
-    ASSERT_NOT_NULL(f);
-    long nr = -1;
-    if (fgets(buf, sizeof buf, f)) sscanf(buf, "%ld", &nr);
-    fclose(f);
-    if (nr == SYS_futex) return;
-    usleep(1000);
-  }
-  ASSERT(!"task never went to sleep in futex()");
-}
-
 /* ---------------------------------------------------------------- mutex */
 
 typedef struct shared_counter {
@@ -182,7 +165,7 @@ TEST(robust_mutex_sleeping_waiter_inherits_from_killed_holder) {
   ASSERT_OK(weft_event_wait(&r->locked, weft_deadline_in_s(10)));
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, lock_repair_unlock, r, NULL));
-  wait_asleep_in_futex(getpid(), weft_thread_ident(t));
+  weft_test_wait_asleep_in_futex(getpid(), weft_thread_ident(t));
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_EQ(reap(pid), 128 + SIGKILL);
   void *rc = NULL;
@@ -232,8 +215,8 @@ TEST(cond_across_processes) {
   ASSERT_OK(weft_mutex_init(&b->m, WEFT_SYNC_PSHARED));
   ASSERT_OK(weft_cond_init(&b->c, WEFT_SYNC_PSHARED));
   pid_t p1 = spawn(wait_for_ready, b), p2 = spawn(wait_for_ready, b);
-  wait_asleep_in_futex(p1, (uint64_t)p1);
-  wait_asleep_in_futex(p2, (uint64_t)p2);
+  weft_test_wait_asleep_in_futex(p1, (uint64_t)p1);
+  weft_test_wait_asleep_in_futex(p2, (uint64_t)p2);
   ASSERT_OK(weft_mutex_lock(&b->m, WEFT_FOREVER));
   b->ready = 1;
   ASSERT_OK(weft_mutex_unlock(&b->m));
@@ -263,7 +246,7 @@ TEST(event_across_processes) {
   ASSERT_OK(weft_event_init(&e->go, WEFT_SYNC_PSHARED));
   ASSERT_OK(weft_event_init(&e->back, WEFT_SYNC_PSHARED));
   pid_t pid = spawn(event_child, e);
-  wait_asleep_in_futex(pid, (uint64_t)pid); /* the shared wake path, not the fast one */
+  weft_test_wait_asleep_in_futex(pid, (uint64_t)pid); /* the shared wake path, not the fast one */
   weft_event_set(&e->go);
   ASSERT_OK(weft_event_wait(&e->back, weft_deadline_in_s(10)));
   ASSERT_EQ(reap(pid), 0);
@@ -282,7 +265,7 @@ TEST(event_survives_a_killed_waiter) {
   weft_event *e = shared_map(sizeof *e);
   ASSERT_OK(weft_event_init(e, WEFT_SYNC_PSHARED));
   pid_t pid = spawn(wait_forever, e);
-  wait_asleep_in_futex(pid, (uint64_t)pid);
+  weft_test_wait_asleep_in_futex(pid, (uint64_t)pid);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_EQ(reap(pid), 128 + SIGKILL);
   weft_event_set(e);
@@ -376,7 +359,7 @@ TEST(barrier_timeout_in_one_process_breaks_it_in_another) {
   weft_barrier *b = shared_map(sizeof *b);
   ASSERT_OK(weft_barrier_init(b, WEFT_SYNC_PSHARED, 3));
   pid_t pid = spawn(expect_broken, b);
-  wait_asleep_in_futex(pid, (uint64_t)pid);
+  weft_test_wait_asleep_in_futex(pid, (uint64_t)pid);
   ASSERT_ERR(weft_barrier_wait(b, weft_deadline_in_ms(20), NULL), WEFT_ETIMEDOUT);
   ASSERT_EQ(reap(pid), 0);
   weft_barrier_fini(b);

@@ -15,22 +15,6 @@ WEFT_TEST_TIMEOUT(30)
 
 #define MS 1000000LL
 
-/* Wait (up to 10 s) until thread tid sleeps in the futex syscall. */
-static void wait_asleep_in_futex(uint64_t tid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/self/task/%llu/syscall", (unsigned long long)tid);
-  for (int i = 0; i < 10000; i++) {
-    FILE *f = fopen(path, "re");
-    ASSERT_NOT_NULL(f);
-    long nr = -1;
-    if (fgets(buf, sizeof buf, f)) sscanf(buf, "%ld", &nr);
-    fclose(f);
-    if (nr == SYS_futex) return;
-    usleep(1000);
-  }
-  ASSERT(!"thread never went to sleep in futex()");
-}
-
 typedef struct taker {
   weft_sem *s;      /* the semaphore */
   int64_t deadline; /* for acquire */
@@ -91,7 +75,7 @@ static void release_n_wakes_n(unsigned flags) {
     atomic_init(&k[i].rc, 1);
     ASSERT_OK(weft_thread_start(&t[i], take_body, &k[i], NULL));
   }
-  for (int i = 0; i < N; i++) wait_asleep_in_futex(weft_thread_ident(t[i]));
+  for (int i = 0; i < N; i++) weft_test_wait_asleep_in_futex(0, weft_thread_ident(t[i]));
   ASSERT_OK(weft_sem_release(&s, 3));
   int done = 0;
   for (int spin = 0; spin < 5000 && done < 3; spin++) {
