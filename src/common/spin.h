@@ -16,4 +16,17 @@
  * spins made 2-producer/2-consumer runs slower and more erratic. */
 #define WEFT__SPIN_ROUNDS 200
 
+/* Exponential backoff after losing a compare-and-swap to another thread:
+ * wait 1, 2, 4 ... 32 relax rounds, so that the winner can go on with the
+ * contended line in its cache instead of the two cores trading it on every
+ * operation. */
+typedef struct weft__backoff {
+  unsigned n; /* rounds waited last time, as a power of two */
+} weft__backoff;
+
+static inline void weft__backoff_wait(weft__backoff *b) {
+  for (unsigned i = 0; i < (1u << b->n); i++) weft__cpu_relax();
+  if (b->n < 5) b->n++;
+}
+
 #endif

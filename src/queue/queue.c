@@ -24,8 +24,10 @@
  * claimed by a getter but not yet freed (ring has room), does not sleep but
  * yields and looks again; the claimant finishes within instructions unless
  * preempted. The locked engine's unlock is only a release, so there the
- * notifier adds a fence. An uncontended put or get makes no system call, and a burst of puts
- * makes one FUTEX_WAKE, not one per put while the woken thread gets going.
+ * notifier adds a fence.
+ *
+ * An uncontended put or get makes no system call, and a burst of puts makes
+ * one FUTEX_WAKE, not one per put while the woken thread gets going.
  * Waking all sleepers of an epoch (not one per item) keeps a sleeper from
  * being passed over when several items arrive; those that find nothing set
  * bit 0 again and go back to sleep.

@@ -26,6 +26,7 @@
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "common/spin.h"
 #include "queue/queue_impl.h"
 
 #define RING_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
@@ -52,6 +53,7 @@ int weft__ring_init(weft__ring *r, size_t cap) {
 void weft__ring_fini(weft__ring *r) { weft__free_aligned(r->cells); }
 
 int weft__ring_try_put(weft__ring *r, void *item) {
+  weft__backoff cb = {0};
   size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
   for (;;) {
     if (WEFT_UNLIKELY(pos & RING_CLOSED)) return WEFT_ESHUTDOWN;
@@ -67,7 +69,8 @@ int weft__ring_try_put(weft__ring *r, void *item) {
         atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
         return 0;
       }
-      /* pos was reloaded by the failed CAS */
+      /* Lost to another producer; pos was reloaded by the failed CAS. */
+      weft__backoff_wait(&cb);
     } else if (dif < 0) {
       /* The cell still holds the item of the previous lap. It can be a
        * consumer that claimed it and has not released it yet; either way
@@ -80,6 +83,7 @@ int weft__ring_try_put(weft__ring *r, void *item) {
 }
 
 int weft__ring_try_get(weft__ring *r, void **item) {
+  weft__backoff cb = {0};
   size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
   for (;;) {
     weft__ring_cell *c = cell_at(r, pos);
@@ -92,6 +96,7 @@ int weft__ring_try_get(weft__ring *r, void **item) {
         atomic_store_explicit(&c->seq, pos + r->cap, memory_order_release);
         return 0;
       }
+      weft__backoff_wait(&cb); /* lost to another consumer */
     } else if (dif < 0) {
       /* Not yet published: empty, or a producer claimed pos and is still
        * writing. The front end's wait/wake protocol covers the latter. */

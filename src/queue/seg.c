@@ -136,6 +136,7 @@ void weft__seg_fini(weft__seg *s) {
 
 int weft__seg_try_put(weft__seg *s, void *item) {
   backoff bo = {0};
+  weft__backoff cb = {0};
   size_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
   weft__seg_block *blk = atomic_load_explicit(&s->tail_block, memory_order_acquire);
   weft__seg_block *next = NULL;
@@ -177,8 +178,8 @@ int weft__seg_try_put(weft__seg *s, void *item) {
       if (next) block_retire(s, next);
       return 0;
     }
+    weft__backoff_wait(&cb); /* lost the CAS to another thread */
     blk = atomic_load_explicit(&s->tail_block, memory_order_acquire);
-    weft__cpu_relax();
   }
 }
 
@@ -197,6 +198,7 @@ static void block_destroy(weft__seg *s, weft__seg_block *b, unsigned start) {
 
 int weft__seg_try_get(weft__seg *s, void **item) {
   backoff bo = {0};
+  weft__backoff cb = {0};
   size_t head = atomic_load_explicit(&s->head, memory_order_acquire);
   weft__seg_block *blk = atomic_load_explicit(&s->head_block, memory_order_acquire);
   for (;;) {
@@ -238,6 +240,7 @@ int weft__seg_try_get(weft__seg *s, void **item) {
         block_destroy(s, blk, (unsigned)offset + 1);
       return 0;
     }
+    weft__backoff_wait(&cb); /* lost the CAS to another thread */
     blk = atomic_load_explicit(&s->head_block, memory_order_acquire);
   }
 }
