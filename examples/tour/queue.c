@@ -27,8 +27,10 @@
 
 static weft_queue *q;
 static weft_mutex print_mu; /* keeps lines whole */
+static int64_t work_ns;     /* how long one item's work takes */
 
 static void do_work(const char *who, int item) {
+  weft_sleep_until(weft_now_ns() + work_ns); /* the work itself */
   weft_mutex_lock(&print_mu, WEFT_FOREVER);
   printf("%s worked on item %d\n", who, item);
   weft_mutex_unlock(&print_mu);
@@ -76,7 +78,7 @@ static void free_int(void *item, void *ud) {
 }
 
 int tour_queue(const tour_opts *o) {
-  (void)o;
+  work_ns = o->second_ns / 100; /* 10 ms of "work" per item (1 ms quick) */
   tour_title("queue", "queue.Queue workers with task_done/join and a None sentinel");
   weft_queue_opts qo = {0};
   qo.free_fn = free_int; /* whatever is left at destroy */
