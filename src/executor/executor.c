@@ -623,9 +623,9 @@ int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *a
   if (arg_len) memcpy(arg_len <= WEFT__JOB_INLINE ? (void *)j->arg.inl : j->arg.heap, arg, arg_len);
   weft_future *f = NULL;
   if (out) {
-    r = weft__future_alloc(&f);
+    /* One reference for the executor, one for the caller. */
+    r = weft__future_alloc_shared(&f);
     if (WEFT_UNLIKELY(r)) goto out_job;
-    weft_future_retain(f); /* one for the executor, one for the caller */
     j->ref = f;
   }
   r = ex->ops->submit(ex->be, j, j, 1);
@@ -735,9 +735,8 @@ int weft_executor_submit_many(weft_executor *ex, const weft_task *task, const vo
   if (arg_size) memcpy(b->args, args, n * arg_size);
   size_t made = 0;
   for (; outs && made < n; made++) {
-    r = weft__future_alloc(&b->futs[made]);
+    r = weft__future_alloc_shared(&b->futs[made]); /* executor's + caller's */
     if (r) goto out_futs;
-    weft_future_retain(b->futs[made]);
   }
   weft__job *oldest, *newest = chunk_jobs(ex, task, WEFT__JOB_BATCH, b, nchunks, &oldest);
   if (!newest) {

@@ -43,6 +43,7 @@
  * latency. No lock of another object is taken while f->lock is held.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -59,6 +60,7 @@
 #define INLINE_MAX 48 /* result bytes stored inside the future */
 
 #define F_DRIVEN 1u /* made by weft__future_alloc: an executor completes it */
+#define F_SLAB 2u   /* lives in a slab slot (see "slab" below), not its own block */
 
 typedef struct cb_node {
   weft__list link; /* in f->callbacks, or the finisher's local list */
@@ -66,19 +68,27 @@ typedef struct cb_node {
   void *ud;
 } cb_node;
 
+/* The first cache line holds everything that submitting, finishing
+ * without watchers and the last release touch; the second the rarely used
+ * fields and the inline result. */
 struct weft_future {
   _Atomic uint32_t word;     /* state | SLEEPERS; futex word; see the top */
   _Atomic uint32_t refs;     /* reference count; atomic */
   _Atomic uint32_t lock;     /* 0 free, 1 held, 2 held with sleepers */
-  _Atomic uint32_t fire_gen; /* bit 0: an unwatcher sleeps; +2 per release; lock */
-  int err;                   /* failure code; lock, then read-only once final */
-  uint32_t flags;            /* F_DRIVEN; set at creation, then read-only */
+  uint16_t flags;            /* F_DRIVEN, F_SLAB; set at creation, then read-only */
+  uint16_t slot;             /* F_SLAB: index in its slab; kept while cached */
   size_t len;                /* result length; the running task (result_buf)
                               * or the finisher (lock); read-only once final */
-  char *msg;                 /* failure message or NULL; as err */
-  weft__watch *firing;       /* the watch whose fn runs now, or NULL; lock */
+  union {
+    char *msg;                    /* failure message or NULL; as err */
+    struct weft_future *next_free; /* in a thread's slab cache (freed) */
+  };
   weft__list watches;        /* weft__watch.link; lock */
   weft__list callbacks;      /* cb_node.link; lock */
+  /* second line */
+  _Atomic uint32_t fire_gen; /* bit 0: an unwatcher sleeps; +2 per release; lock */
+  int err;                   /* failure code; lock, then read-only once final */
+  weft__watch *firing;       /* the watch whose fn runs now, or NULL; lock */
   union {
     unsigned char bytes[INLINE_MAX]; /* the result when len <= INLINE_MAX */
     void *heap;                      /* the result when len > INLINE_MAX */
@@ -87,6 +97,7 @@ struct weft_future {
 
 /* Two cache lines on LP64; the inline buffer fills what the fields leave. */
 _Static_assert(sizeof(struct weft_future) <= 128, "weft_future layout");
+_Static_assert(offsetof(struct weft_future, fire_gen) == 64, "weft_future's hot line");
 
 _Thread_local weft__wait_helper weft__current_helper;
 
@@ -126,28 +137,211 @@ static inline void unlock(weft_future *f) {
     weft__futex_wake(&f->lock, 1, 0);
 }
 
+/* --------------------------------------------------------------- slab */
+
+/* Executor futures (weft__future_alloc) come from slabs: SLAB_SLOTS futures
+ * in one allocation, carved in order by the thread that made the slab, and
+ * recycled through a per-thread cache of freed futures (a future's last
+ * release usually happens on the thread that made it: the submitter). This
+ * replaces a malloc and a free per task with a pointer pop and push, and
+ * packs futures at 128 bytes apart (malloc's header makes it 144), so a
+ * burst of fresh futures touches fewer pages.
+ *
+ * live counts the slab's slots not yet retired. A slot is retired when its
+ * future is freed and the freeing thread's cache is full, or when a thread
+ * exits with it uncarved or cached; the thread that retires the last slot
+ * frees the slab. So memory goes back to the allocator once every future of
+ * a slab is gone, except that each thread's cache (at most CACHE_MAX
+ * futures) keeps the slabs of its cached futures alive.
+ *
+ * Fork: all the state is per-thread (tls_futs) plus each slab's live count,
+ * so the child's copy of the forking thread's cache is consistent and its
+ * own. Slots that other threads had cached or uncarved are never retired
+ * in the child: their slabs leak there, which is harmless.
+ *
+ * Under AddressSanitizer every future is its own block again, so that a
+ * use after the last release is caught (a slab slot would be reused at
+ * once, and is never poisoned). weft_future_create's futures always are:
+ * they are not on a hot path. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FUTURE_SLAB 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FUTURE_SLAB 0
+#endif
+#endif
+#ifndef FUTURE_SLAB
+#define FUTURE_SLAB 1
+#endif
+
+#define SLAB_HEAD 64 /* the live count, on a line of its own */
+#define SLAB_SLOTS 127u /* 16 KiB per slab with its header */
+#define CACHE_MAX 256u  /* freed futures a thread keeps */
+
+_Static_assert(sizeof(struct weft_future) == 128, "a slab slot is two cache lines");
+
+typedef struct slab {
+  _Atomic uint32_t live; /* slots not retired; see above */
+  char pad[SLAB_HEAD - sizeof(_Atomic uint32_t)];
+  struct weft_future slots[SLAB_SLOTS];
+} slab;
+
+_Static_assert(SLAB_SLOTS <= UINT16_MAX, "slot index fits weft_future.slot");
+
+#if FUTURE_SLAB
+typedef struct slab_cache {
+  weft_future *head; /* freed futures, linked by next_free (over msg) */
+  unsigned n;        /* how many */
+  slab *cur;         /* the slab being carved, or NULL */
+  unsigned next;     /* cur's first uncarved slot */
+  bool keyed;        /* the exit destructor is registered for this thread */
+} slab_cache;
+
+static _Thread_local slab_cache tls_futs;
+static pthread_key_t g_futs_key;
+static bool g_futs_key_ok; /* written once under g_futs_once */
+static pthread_once_t g_futs_once = PTHREAD_ONCE_INIT;
+
+static inline slab *slab_of(weft_future *f) {
+  return (slab *)((char *)(f - f->slot) - offsetof(slab, slots));
+}
+
+/* Retire k slots of s; the last one frees it. acq_rel: every thread's use
+ * of s's futures happens before the free. */
+static void slab_retire(slab *s, uint32_t k) {
+  if (atomic_fetch_sub_explicit(&s->live, k, memory_order_acq_rel) == k) weft__free_aligned(s);
+}
+
+static void cache_flush(slab_cache *c) {
+  weft_future *f;
+  while ((f = c->head)) {
+    c->head = f->next_free;
+    slab_retire(slab_of(f), 1);
+  }
+  c->n = 0;
+  if (c->cur) slab_retire(c->cur, SLAB_SLOTS - c->next);
+  c->cur = NULL;
+}
+
+static void futs_thread_exit(void *p) {
+  slab_cache *c = p;
+  cache_flush(c);
+  /* pthread cleared the key: a later release on this thread (another
+   * key's destructor) registers again, and this runs again. */
+  c->keyed = false;
+}
+
+static void futs_key_init(void) {
+  g_futs_key_ok = pthread_key_create(&g_futs_key, futs_thread_exit) == 0;
+}
+
+static inline void futs_keep(slab_cache *c) {
+  if (WEFT_UNLIKELY(!c->keyed)) {
+    pthread_once(&g_futs_once, futs_key_init);
+    if (g_futs_key_ok) pthread_setspecific(g_futs_key, c);
+    c->keyed = true;
+  }
+}
+
+/* A slot for a future, its slot index set; NULL when out of memory. */
+static weft_future *slab_get(void) {
+  slab_cache *c = &tls_futs;
+  weft_future *f = c->head;
+  if (WEFT_LIKELY(f)) {
+    c->head = f->next_free;
+    c->n--;
+    return f;
+  }
+  if (WEFT_UNLIKELY(!c->cur)) {
+    slab *s = weft__malloc_aligned(sizeof *s, 64);
+    if (!s) return NULL;
+    atomic_init(&s->live, SLAB_SLOTS);
+    futs_keep(c);
+    c->cur = s;
+    c->next = 0;
+  }
+  f = &c->cur->slots[c->next];
+  f->slot = (uint16_t)c->next;
+  if (++c->next == SLAB_SLOTS) c->cur = NULL;
+  return f;
+}
+
+static void slab_put(weft_future *f) {
+  slab_cache *c = &tls_futs;
+  if (WEFT_LIKELY(c->n < CACHE_MAX)) {
+    futs_keep(c);
+    f->next_free = c->head;
+    c->head = f;
+    c->n++;
+    return;
+  }
+  /* Full: hand the newest half back to their slabs, the run of futures
+   * of one slab with one atomic (they were freed in order, typically). */
+  f->next_free = c->head;
+  c->head = f;
+  c->n++;
+  for (unsigned k = 0; k < CACHE_MAX / 2;) {
+    weft_future *g = c->head;
+    slab *s = slab_of(g);
+    uint32_t run = 0;
+    do {
+      g = g->next_free;
+      run++;
+      k++;
+    } while (k < CACHE_MAX / 2 && g && slab_of(g) == s);
+    c->head = g;
+    c->n -= run;
+    slab_retire(s, run);
+  }
+}
+#endif
+
+void weft__future_cache_flush(void) {
+#if FUTURE_SLAB
+  cache_flush(&tls_futs);
+#endif
+}
+
 /* ------------------------------------------------------------- create */
 
-static int future_new(weft_future **out, uint32_t flags) {
-  weft_future *f = weft__malloc(sizeof *f);
-  if (!f) return WEFT_ENOMEM;
-  memset(f, 0, sizeof *f);
+static int future_new(weft_future **out, uint32_t flags, uint32_t refs) {
+  weft_future *f;
+  uint16_t slot = 0;
+#if FUTURE_SLAB
+  if (flags & F_SLAB) {
+    f = slab_get();
+    if (!f) return WEFT_ENOMEM;
+    slot = f->slot;
+  } else
+#endif
+  {
+    flags &= ~F_SLAB;
+    f = weft__malloc(sizeof *f);
+    if (!f) return WEFT_ENOMEM;
+  }
+  /* Everything but the result bytes, which len (0) says are unused. */
+  memset(f, 0, offsetof(weft_future, res));
   atomic_init(&f->word, WEFT_FUTURE_PENDING);
-  atomic_init(&f->refs, 1);
+  atomic_init(&f->refs, refs);
   atomic_init(&f->lock, 0);
   atomic_init(&f->fire_gen, 0);
-  f->flags = flags;
+  f->flags = (uint16_t)flags;
+  f->slot = slot;
   weft__list_init(&f->watches);
   weft__list_init(&f->callbacks);
   *out = f;
   return 0;
 }
 
-int weft__future_alloc(weft_future **out) { return future_new(out, F_DRIVEN); }
+int weft__future_alloc(weft_future **out) { return future_new(out, F_DRIVEN | F_SLAB, 1); }
+
+int weft__future_alloc_shared(weft_future **out) {
+  return future_new(out, F_DRIVEN | F_SLAB, 2);
+}
 
 int weft_future_create(weft_future **out) {
   WEFT_CHECK_HANDLE(out);
-  return future_new(out, 0);
+  return future_new(out, 0, 1);
 }
 
 /* ----------------------------------------------------- reference count */
@@ -167,6 +361,12 @@ static void future_free(weft_future *f) {
     weft__free(weft__container_of(l, cb_node, link));
   if (f->len > INLINE_MAX) weft__free(f->res.heap);
   weft__free(f->msg);
+#if FUTURE_SLAB
+  if (f->flags & F_SLAB) {
+    slab_put(f);
+    return;
+  }
+#endif
   weft__free(f);
 }
 

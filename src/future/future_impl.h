@@ -14,8 +14,17 @@
 #include "common/list.h"
 #include "weft/future.h"
 
-/* A new pending future with one reference. 0 or WEFT_ENOMEM. */
+/* A new pending future with one reference. 0 or WEFT_ENOMEM. Executor
+ * futures come from per-thread slabs (see future.c); release them as any
+ * other. */
 int weft__future_alloc(weft_future **out);
+/* The same with two references (the executor's and the caller's), which
+ * saves the submitter an atomic increment. */
+int weft__future_alloc_shared(weft_future **out);
+/* Hand the calling thread's cached executor futures and its slab's unused
+ * slots back, as its exit does; slabs with no future left are freed. For
+ * tests that count memory. */
+void weft__future_cache_flush(void);
 
 /* Storage for a result of len bytes inside f (inline when small, so most
  * results cost no allocation), replacing an earlier one. The executor's

@@ -5,11 +5,15 @@
  * immediate, nested, releasing, thread, no lock held), the reference count,
  * deadlines, waiting across threads, the internal executor interface
  * (result_buf, finish, watches and unwatch), the weft__block helper hook,
- * allocation failures and misuse.
+ * allocation failures and misuse, and the slabs that executor futures
+ * come from (threads, reuse, memory returned, fork, allocation failure).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/futex.h"
@@ -732,6 +736,7 @@ TEST(result_buf_inline_heap_and_replace) {
   ASSERT_EQ(len, 3);
   ASSERT(memcmp(d, "abc", 3) == 0);
   weft_future_release(f);
+  weft__future_cache_flush(); /* the future's slab, if it has one */
   ASSERT_EQ(atomic_load(&g_live), 0);
 }
 
@@ -775,8 +780,9 @@ TEST(finish_failed_drops_result) {
   weft__future_finish_failed(f, WEFT_EWORKERDIED, "worker 3 died");
   ASSERT_ERR(weft_future_result(f, 0, NULL, NULL), WEFT_EWORKERDIED);
   ASSERT_STR_EQ(weft_future_error_message(f), "worker 3 died");
-  ASSERT_EQ(atomic_load(&g_live), 2); /* future + message; the result went */
+  ASSERT_EQ(atomic_load(&g_live), 2); /* future (or its slab) + message; the result went */
   weft_future_release(f);
+  weft__future_cache_flush();
   ASSERT_EQ(atomic_load(&g_live), 0);
 }
 
@@ -1007,4 +1013,177 @@ TEST(misuse_aborts_naming_the_call) {
   ASSERT_ABORTS(weft_future_retain(NULL), "weft_future_retain");
   ASSERT_ABORTS(weft_future_result(NULL, 0, NULL, NULL), "weft_future_result");
   weft_future_release(f);
+}
+
+/* ------------------------------------------------ executor future slabs */
+
+/* Executor futures come from per-thread slabs with a cache of freed ones
+ * (future.c); under AddressSanitizer each is its own block. These tests
+ * hold in both modes. */
+
+#define SLAB_TEST_N 3000 /* many slabs' worth, and more than a cache keeps */
+
+static void finish_one(weft_future *f, size_t i) {
+  ASSERT_OK(weft_future_set_running(f));
+  if (i % 3 == 0) {
+    memcpy(weft__future_result_buf(f, sizeof i), &i, sizeof i);
+    weft__future_finish_done(f);
+  } else if (i % 3 == 1) {
+    char *p = weft__future_result_buf(f, 200); /* a heap result */
+    ASSERT_NOT_NULL(p);
+    memset(p, (int)(i & 0x7f), 200);
+    weft__future_finish_done(f);
+  } else {
+    weft__future_finish_failed(f, WEFT_EIO, "slab test failure");
+  }
+}
+
+static void check_fresh(weft_future *f) {
+  ASSERT_EQ(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  ASSERT_STR_EQ(weft_future_error_message(f), "");
+  ASSERT_ERR(weft_future_wait(f, 0), WEFT_ETIMEDOUT);
+}
+
+static weft_future *g_slab_futs[SLAB_TEST_N];
+
+static void *slab_alloc_all(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < SLAB_TEST_N; i++) {
+    ASSERT_OK(weft__future_alloc(&g_slab_futs[i]));
+    check_fresh(g_slab_futs[i]);
+  }
+  return NULL;
+}
+
+static void *slab_finish_release_all(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < SLAB_TEST_N; i++) {
+    weft_future *f = g_slab_futs[i];
+    finish_one(f, i);
+    weft_future_release(f);
+  }
+  return NULL;
+}
+
+TEST(slab_futures_made_and_freed_on_other_threads_return_memory) {
+  install_counting_allocator();
+  for (int round = 0; round < 3; round++) {
+    join(spawn(slab_alloc_all, NULL));
+    /* Every future is distinct and usable. */
+    for (size_t i = 1; i < SLAB_TEST_N; i++) ASSERT(g_slab_futs[i] != g_slab_futs[i - 1]);
+    join(spawn(slab_finish_release_all, NULL));
+    /* Both threads are gone: their caches and unused slots went back. */
+    ASSERT_EQ(atomic_load(&g_live), 0);
+  }
+  /* Made, finished and freed on this thread, then flushed. */
+  slab_alloc_all(NULL);
+  slab_finish_release_all(NULL);
+  weft__future_cache_flush();
+  ASSERT_EQ(atomic_load(&g_live), 0);
+}
+
+TEST(slab_future_released_by_another_thread_is_reused_cleanly) {
+  /* Made here, used and freed on another thread (so cached there, or
+   * retired), then made here again, over and over. */
+  for (int round = 0; round < 4; round++) {
+    slab_alloc_all(NULL);
+    join(spawn(slab_finish_release_all, NULL));
+  }
+  /* Made and freed here: the cache hands back used slots. */
+  for (int round = 0; round < 3; round++) {
+    slab_alloc_all(NULL);
+    slab_finish_release_all(NULL);
+  }
+  weft__future_cache_flush();
+  slab_alloc_all(NULL); /* after a flush: fresh slabs */
+  slab_finish_release_all(NULL);
+  /* A reused slot behaves like a new future in every respect. */
+  weft_future *f = NULL;
+  ASSERT_OK(weft__future_alloc_shared(&f));
+  check_fresh(f);
+  g_rec.calls = 0;
+  ASSERT_OK(weft_future_on_done(f, cb_record, (void *)(intptr_t)7));
+  ASSERT_OK(weft_future_set_running(f));
+  memcpy(weft__future_result_buf(f, 3), "abc", 3);
+  weft__future_finish_done(f);
+  ASSERT_EQ(atomic_load(&g_rec.calls), 1);
+  weft_future_release(f); /* the executor's reference */
+  const void *d;
+  size_t len;
+  ASSERT_OK(weft_future_result(f, 0, &d, &len));
+  ASSERT_EQ(len, 3);
+  ASSERT(memcmp(d, "abc", 3) == 0);
+  weft_future_release(f);
+}
+
+TEST(slab_alloc_fails_cleanly_when_a_new_slab_is_out_of_memory) {
+  /* Hold more futures than a slab has, so that the cache is empty and the
+   * current slab used up at some point: from then on the nth allocation
+   * fails exactly when it needs memory. */
+  enum { HOLD = 600 };
+  static weft_future *held[HOLD];
+  int failed = 0;
+  for (int i = 0; i < HOLD; i++) {
+    weft_future *f = (weft_future *)(uintptr_t)1;
+    weft__fault_alloc_fail_nth(1);
+    int r = weft__future_alloc(&f);
+    weft__fault_alloc_fail_nth(0);
+    if (r) {
+      ASSERT_ERR(r, WEFT_ENOMEM);
+      ASSERT_PTR_EQ(f, (weft_future *)(uintptr_t)1);
+      failed++;
+      ASSERT_OK(weft__future_alloc(&f)); /* memory again: it works */
+    }
+    check_fresh(f);
+    held[i] = f;
+  }
+  ASSERT_GT(failed, 0);
+  for (int i = 0; i < HOLD; i++) {
+    ASSERT_OK(weft_future_set_running(held[i]));
+    weft__future_finish_done(held[i]);
+    weft_future_release(held[i]);
+  }
+  /* The same with the two-reference variant. */
+  for (int i = 0; i < HOLD; i++) ASSERT_OK(weft__future_alloc_shared(&held[i]));
+  weft_future *f = (weft_future *)(uintptr_t)1;
+  weft__fault_alloc_fail_nth(1);
+  int r = weft__future_alloc_shared(&f);
+  weft__fault_alloc_fail_nth(0);
+  if (r) {
+    ASSERT_ERR(r, WEFT_ENOMEM);
+    ASSERT_PTR_EQ(f, (weft_future *)(uintptr_t)1);
+  } else {
+    weft_future_release(f);
+    weft_future_release(f);
+  }
+  for (int i = 0; i < HOLD; i++) {
+    weft_future_release(held[i]);
+    weft_future_release(held[i]);
+  }
+}
+
+TEST(slab_cache_survives_fork_in_child_and_parent) {
+  /* Fill this thread's cache (and its spill path), then fork. */
+  slab_alloc_all(NULL);
+  slab_finish_release_all(NULL);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    /* The child uses the cache it inherited, carves and frees more. */
+    for (int round = 0; round < 2; round++) {
+      slab_alloc_all(NULL);
+      slab_finish_release_all(NULL);
+    }
+    _exit(0);
+  }
+  /* The parent's cache is its own, untouched by the child. */
+  for (int round = 0; round < 2; round++) {
+    slab_alloc_all(NULL);
+    slab_finish_release_all(NULL);
+  }
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
 }
