@@ -181,50 +181,30 @@ TEST(bad_deadline) {
 
 /* ------------------------------------------------------------ references */
 
-static _Atomic long g_live;
-static void *count_malloc(size_t n, void *ud) {
-  (void)ud;
-  void *p = malloc(n);
-  if (p) atomic_fetch_add(&g_live, 1);
-  return p;
-}
-static void *count_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return realloc(p, n);
-}
-static void count_free(void *p, void *ud) {
-  (void)ud;
-  atomic_fetch_sub(&g_live, 1);
-  free(p);
-}
-static void install_counting_allocator(void) {
-  weft_allocator a = {count_malloc, count_realloc, count_free, NULL};
-  ASSERT_OK(weft_set_allocator(&a));
-}
 
 /* The iterator keeps each future alive until it yields it. */
 TEST(holds_reference_until_yield) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   make_n(3);
   weft_as_completed *it = iter(fs, 3);
-  ASSERT_EQ(atomic_load(&g_live), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 4);
   release_n(3); /* the caller lets go; the iterator still holds them */
-  ASSERT_EQ(atomic_load(&g_live), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 4);
   ASSERT_OK(weft_future_set_result(fs[1], NULL, 0));
   weft_future *f;
   weft_future_retain(fs[1]); /* next() lends from the caller's reference */
   ASSERT_OK(weft_as_completed_next(it, 0, &f));
   ASSERT_PTR_EQ(f, fs[1]);
-  ASSERT_EQ(atomic_load(&g_live), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 4);
   weft_future_release(f); /* the caller's was the last */
-  ASSERT_EQ(atomic_load(&g_live), 3);
+  ASSERT_EQ(weft_test_live_allocs(), 3);
   /* destroy before exhaustion drops the others. */
   weft_as_completed_destroy(it);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 TEST(destroy_drops_references_once) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   make_n(4);
   weft_future *v[6] = {fs[0], fs[1], fs[1], fs[2], fs[3], fs[0]};
   ASSERT_OK(weft_future_set_result(fs[2], NULL, 0));
@@ -233,9 +213,9 @@ TEST(destroy_drops_references_once) {
   ASSERT_OK(weft_future_set_result(fs[3], NULL, 0)); /* finished, never yielded */
   weft_as_completed_destroy(it);
   /* Each future still lives on the caller's reference, and only on it. */
-  ASSERT_EQ(atomic_load(&g_live), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 4);
   release_n(4);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 /* Futures finishing after destroy touch nothing of the iterator. */
@@ -250,7 +230,7 @@ TEST(finish_after_destroy) {
 }
 
 TEST(create_enomem_takes_nothing) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   make_n(5);
   weft_as_completed *it = (weft_as_completed *)(uintptr_t)1;
   weft__fault_alloc_fail_nth(1);
@@ -258,7 +238,7 @@ TEST(create_enomem_takes_nothing) {
   weft__fault_alloc_fail_nth(0);
   ASSERT_PTR_EQ(it, (weft_as_completed *)(uintptr_t)1);
   release_n(5); /* would leak if create had taken references */
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 TEST(yields_all_outcomes) {

@@ -470,50 +470,30 @@ TEST(on_done_enomem) {
 
 /* A counting allocator: precise leak checks even without ASan. Each test
  * runs in its own process, so it can be installed before weft allocates. */
-static _Atomic long g_live;
-static void *count_malloc(size_t n, void *ud) {
-  (void)ud;
-  void *p = malloc(n);
-  if (p) atomic_fetch_add(&g_live, 1);
-  return p;
-}
-static void *count_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return realloc(p, n);
-}
-static void count_free(void *p, void *ud) {
-  (void)ud;
-  atomic_fetch_sub(&g_live, 1);
-  free(p);
-}
-static void install_counting_allocator(void) {
-  weft_allocator a = {count_malloc, count_realloc, count_free, NULL};
-  ASSERT_OK(weft_set_allocator(&a));
-}
 
 TEST(last_release_frees_everything) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_future *f = make();
-  ASSERT_EQ(atomic_load(&g_live), 1);
+  ASSERT_EQ(weft_test_live_allocs(), 1);
   char big[500] = {1};
   ASSERT_OK(weft_future_set_result(f, big, sizeof big));
-  ASSERT_EQ(atomic_load(&g_live), 2); /* future + heap result */
+  ASSERT_EQ(weft_test_live_allocs(), 2); /* future + heap result */
   weft_future_retain(f);
   weft_future_release(f);
-  ASSERT_EQ(atomic_load(&g_live), 2);
+  ASSERT_EQ(weft_test_live_allocs(), 2);
   weft_future_release(f);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 
   f = make();
   ASSERT_OK(weft_future_set_error(f, WEFT_EIO, "message"));
-  ASSERT_EQ(atomic_load(&g_live), 2); /* future + message */
+  ASSERT_EQ(weft_test_live_allocs(), 2); /* future + message */
   weft_future_release(f);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 
   f = make();
   ASSERT_OK(weft_future_on_done(f, cb_record, NULL));
   weft_future_release(f);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
   weft_future_release(NULL); /* no-op */
 }
 
@@ -526,7 +506,7 @@ static void *finish_and_release(void *arg) {
 }
 
 TEST(future_outlives_creator) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_future *f = make();
   ASSERT_OK(weft_future_on_done(f, cb_record, NULL));
   weft_future_retain(f); /* the thread's reference */
@@ -534,7 +514,7 @@ TEST(future_outlives_creator) {
   weft_future_release(f); /* the creator lets go at once */
   join(t);
   ASSERT_EQ(atomic_load(&g_rec.calls), 1);
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 /* ---------------------------------------------------------- deadlines */
@@ -709,25 +689,25 @@ TEST(block_without_helper) {
 /* ------------------------------------------ the executor's interface */
 
 TEST(result_buf_inline_heap_and_replace) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_future *f = NULL;
   ASSERT_OK(weft__future_alloc(&f));
   ASSERT_OK(weft_future_set_running(f));
-  long live = atomic_load(&g_live);
+  long live = weft_test_live_allocs();
   char *p = weft__future_result_buf(f, 16);
   ASSERT_NOT_NULL(p);
-  ASSERT_EQ(atomic_load(&g_live), live); /* inline: no allocation */
+  ASSERT_EQ(weft_test_live_allocs(), live); /* inline: no allocation */
   memcpy(p, "sixteen bytes!!", 16);
   char *q = weft__future_result_buf(f, 4000); /* replaces it */
   ASSERT_NOT_NULL(q);
-  ASSERT_EQ(atomic_load(&g_live), live + 1);
+  ASSERT_EQ(weft_test_live_allocs(), live + 1);
   memset(q, 'h', 4000);
   char *r = weft__future_result_buf(f, 9000); /* grows the heap block */
   ASSERT_NOT_NULL(r);
-  ASSERT_EQ(atomic_load(&g_live), live + 1);
+  ASSERT_EQ(weft_test_live_allocs(), live + 1);
   memset(r, 'g', 9000);
   char *s = weft__future_result_buf(f, 3); /* back to inline, heap freed */
-  ASSERT_EQ(atomic_load(&g_live), live);
+  ASSERT_EQ(weft_test_live_allocs(), live);
   memcpy(s, "abc", 3);
   weft__future_finish_done(f);
   const void *d;
@@ -737,7 +717,7 @@ TEST(result_buf_inline_heap_and_replace) {
   ASSERT(memcmp(d, "abc", 3) == 0);
   weft_future_release(f);
   weft__future_cache_flush(); /* the future's slab, if it has one */
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 TEST(finish_done_heap_result) {
@@ -772,7 +752,7 @@ TEST(finish_done_without_result_is_empty) {
 }
 
 TEST(finish_failed_drops_result) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_future *f = NULL;
   ASSERT_OK(weft__future_alloc(&f));
   ASSERT_OK(weft_future_set_running(f));
@@ -780,10 +760,10 @@ TEST(finish_failed_drops_result) {
   weft__future_finish_failed(f, WEFT_EWORKERDIED, "worker 3 died");
   ASSERT_ERR(weft_future_result(f, 0, NULL, NULL), WEFT_EWORKERDIED);
   ASSERT_STR_EQ(weft_future_error_message(f), "worker 3 died");
-  ASSERT_EQ(atomic_load(&g_live), 2); /* future (or its slab) + message; the result went */
+  ASSERT_EQ(weft_test_live_allocs(), 2); /* future (or its slab) + message; the result went */
   weft_future_release(f);
   weft__future_cache_flush();
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 TEST(finish_after_cancel_is_noop) {
@@ -1066,20 +1046,20 @@ static void *slab_finish_release_all(void *arg) {
 }
 
 TEST(slab_futures_made_and_freed_on_other_threads_return_memory) {
-  install_counting_allocator();
+  weft_test_use_counting_allocator();
   for (int round = 0; round < 3; round++) {
     join(spawn(slab_alloc_all, NULL));
     /* Every future is distinct and usable. */
     for (size_t i = 1; i < SLAB_TEST_N; i++) ASSERT(g_slab_futs[i] != g_slab_futs[i - 1]);
     join(spawn(slab_finish_release_all, NULL));
     /* Both threads are gone: their caches and unused slots went back. */
-    ASSERT_EQ(atomic_load(&g_live), 0);
+    ASSERT_EQ(weft_test_live_allocs(), 0);
   }
   /* Made, finished and freed on this thread, then flushed. */
   slab_alloc_all(NULL);
   slab_finish_release_all(NULL);
   weft__future_cache_flush();
-  ASSERT_EQ(atomic_load(&g_live), 0);
+  ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 
 TEST(slab_future_released_by_another_thread_is_reused_cleanly) {

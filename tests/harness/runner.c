@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -60,6 +61,35 @@ void weft_test_wait_asleep_in_futex(int pid, uint64_t tid) {
   weft_test_fail(__FILE__, __LINE__, "task %llu never went to sleep in futex()",
                  (unsigned long long)tid);
 }
+
+static atomic_long g_allocs, g_frees;
+
+static void *count_malloc(size_t n, void *ud) {
+  (void)ud;
+  void *p = malloc(n);
+  if (p) atomic_fetch_add(&g_allocs, 1);
+  return p;
+}
+static void *count_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  void *q = realloc(p, n);
+  if (!p && q) atomic_fetch_add(&g_allocs, 1);
+  return q;
+}
+static void count_free(void *p, void *ud) {
+  (void)ud;
+  if (p) atomic_fetch_add(&g_frees, 1);
+  free(p);
+}
+
+void weft_test_use_counting_allocator(void) {
+  weft_allocator a = {count_malloc, count_realloc, count_free, NULL};
+  int r = weft_set_allocator(&a);
+  if (r) weft_test_fail(__FILE__, __LINE__, "weft_set_allocator: %s", weft_err_name(r));
+}
+long weft_test_allocs(void) { return atomic_load(&g_allocs); }
+long weft_test_frees(void) { return atomic_load(&g_frees); }
+long weft_test_live_allocs(void) { return atomic_load(&g_allocs) - atomic_load(&g_frees); }
 
 long weft_test_knob(const char *name, long def) {
   const char *v = getenv(name);

@@ -121,6 +121,15 @@ void weft_test_expect_abort(weft_test_child c, const char *needle, const char *f
  * a wake-up path and not a fast path. */
 void weft_test_wait_asleep_in_futex(int pid, uint64_t tid);
 
+/* A counting allocator for leak checks: install it at the start of a test
+ * (weft_set_allocator only works before weft's first allocation, and each
+ * test runs in a fresh process). The counts are of allocations and frees
+ * made through it since then; live = allocs - frees. */
+void weft_test_use_counting_allocator(void);
+long weft_test_allocs(void);
+long weft_test_frees(void);
+long weft_test_live_allocs(void);
+
 /* A knob for stress tests: the integer in environment variable name, or def. */
 long weft_test_knob(const char *name, long def);
 

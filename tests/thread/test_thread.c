@@ -288,57 +288,37 @@ TEST(is_alive_until_the_body_returns) {
 
 /* -------------------------------------------- memory: a counting allocator */
 
-static atomic_long g_allocs, g_frees;
-static void *count_malloc(size_t n, void *ud) {
-  (void)ud;
-  atomic_fetch_add(&g_allocs, 1);
-  return malloc(n);
-}
-static void *count_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  if (!p) atomic_fetch_add(&g_allocs, 1);
-  return realloc(p, n);
-}
-static void count_free(void *p, void *ud) {
-  (void)ud;
-  if (p) atomic_fetch_add(&g_frees, 1);
-  free(p);
-}
-static void use_counting_allocator(void) {
-  weft_allocator a = {count_malloc, count_realloc, count_free, NULL};
-  ASSERT_OK(weft_set_allocator(&a));
-}
 /* Wait up to 5 s for every allocation to be freed. */
 static void expect_all_freed(void) {
   int64_t end = weft_deadline_in_s(5);
-  while (atomic_load(&g_frees) != atomic_load(&g_allocs) && weft_now_ns() < end) usleep(1000);
-  ASSERT_EQ(atomic_load(&g_frees), atomic_load(&g_allocs));
+  while (weft_test_frees() != weft_test_allocs() && weft_now_ns() < end) usleep(1000);
+  ASSERT_EQ(weft_test_frees(), weft_test_allocs());
 }
 
 TEST(join_frees_the_handle) {
-  use_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, add_one, NULL, NULL));
-  ASSERT_GE(atomic_load(&g_allocs), 1);
+  ASSERT_GE(weft_test_allocs(), 1);
   ASSERT_OK(weft_thread_join(t, WEFT_FOREVER, NULL));
-  ASSERT_EQ(atomic_load(&g_frees), atomic_load(&g_allocs));
+  ASSERT_EQ(weft_test_frees(), weft_test_allocs());
 }
 
 TEST(detach_before_end_frees_at_end) {
-  use_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_event ev;
   ASSERT_OK(weft_event_init(&ev, 0));
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, wait_event, &ev, NULL));
   weft_thread_detach(t);
-  ASSERT_EQ(atomic_load(&g_frees), 0); /* the thread still holds it */
+  ASSERT_EQ(weft_test_frees(), 0); /* the thread still holds it */
   weft_event_set(&ev);
   expect_all_freed();
   weft_event_fini(&ev);
 }
 
 TEST(detach_after_end_frees_at_once) {
-  use_counting_allocator();
+  weft_test_use_counting_allocator();
   weft_thread *t;
   ASSERT_OK(weft_thread_start(&t, add_one, NULL, NULL));
   while (weft_thread_is_alive(t)) usleep(1000);
@@ -407,7 +387,7 @@ static void *foreign_body(void *arg) {
 }
 
 TEST(current_of_foreign_thread_is_dummy_and_freed) {
-  use_counting_allocator();
+  weft_test_use_counting_allocator();
   foreign_probe p;
   memset(&p, 0, sizeof p);
   pthread_t th;
@@ -418,7 +398,7 @@ TEST(current_of_foreign_thread_is_dummy_and_freed) {
   ASSERT(p.same);
   ASSERT_EQ(p.stop_before, 0);
   ASSERT_OK(p.sleep_rc);
-  ASSERT_GE(atomic_load(&g_allocs), 1); /* the Dummy handle was on the heap... */
+  ASSERT_GE(weft_test_allocs(), 1); /* the Dummy handle was on the heap... */
   expect_all_freed();                   /* ...and the key destructor freed it */
 }
 
