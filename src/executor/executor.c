@@ -39,11 +39,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "common/efd.h"
 #include "common/futex.h"
 #include "executor/executor_impl.h"
 #include "future/future_impl.h"
@@ -899,21 +899,8 @@ void weft_executor_destroy(weft_executor *ex) {
 int weft_executor_fd(weft_executor *ex, int *fd) {
   WEFT_CHECK_HANDLE(ex);
   WEFT_CHECK_HANDLE(fd);
-  int f = atomic_load_explicit(&ex->efd, memory_order_acquire);
-  if (f < 0) {
-    pthread_mutex_lock(&ex->fd_mu);
-    f = atomic_load_explicit(&ex->efd, memory_order_relaxed);
-    if (f < 0) {
-      f = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (f < 0) {
-        int err = -errno;
-        pthread_mutex_unlock(&ex->fd_mu);
-        return err;
-      }
-      atomic_store_explicit(&ex->efd, f, memory_order_release);
-    }
-    pthread_mutex_unlock(&ex->fd_mu);
-  }
+  int f = weft__efd_get(&ex->efd, &ex->fd_mu, NULL);
+  if (f < 0) return f;
   *fd = f;
   return 0;
 }

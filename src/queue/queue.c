@@ -55,11 +55,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "common/efd.h"
 #include "common/futex.h"
 #include "common/spin.h"
 #include "queue/queue_impl.h"
@@ -581,23 +581,13 @@ size_t weft_queue_maxsize(const weft_queue *q) {
 int weft_queue_fd(weft_queue *q, int *fd) {
   WEFT_CHECK_HANDLE(q);
   WEFT_CHECK_HANDLE(fd);
-  int f = atomic_load(&q->efd);
-  if (f < 0) {
-    pthread_mutex_lock(&q->fd_mu);
-    f = atomic_load(&q->efd);
-    if (f < 0) {
-      f = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (f < 0) {
-        int err = -errno;
-        pthread_mutex_unlock(&q->fd_mu);
-        return err;
-      }
-      atomic_store(&q->efd, f);
-      /* Items put before the fd existed must make it readable too. */
-      atomic_thread_fence(memory_order_seq_cst);
-      if (engine_size(q) > 0 || atomic_load(&q->state) != OPEN) efd_signal(q, f);
-    }
-    pthread_mutex_unlock(&q->fd_mu);
+  bool created;
+  int f = weft__efd_get(&q->efd, &q->fd_mu, &created);
+  if (f < 0) return f;
+  if (created) {
+    /* Items put before the fd existed must make it readable too. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (engine_size(q) > 0 || atomic_load(&q->state) != OPEN) efd_signal(q, f);
   }
   *fd = f;
   return 0;
