@@ -31,31 +31,9 @@
 
 #include "common/alloc.h"
 #include "common/assert.h"
+#include "common/evc.h"
 #include "common/futex.h"
 #include "future/future_impl.h"
-
-/* ---------------------------------------------------------- event count */
-
-#define EVC_SLEEPERS 1u
-
-/* Wake the sleepers of the event count, if any. The caller has just changed
- * what they wait for with a seq_cst read-modify-write. */
-static void evc_notify(_Atomic uint32_t *word) {
-  uint32_t w = atomic_load_explicit(word, memory_order_seq_cst);
-  if (!(w & EVC_SLEEPERS)) return;
-  /* A failed CAS means another notifier started the new epoch and woke. */
-  if (atomic_compare_exchange_strong_explicit(word, &w, (w + 2u) & ~EVC_SLEEPERS,
-                                              memory_order_release, memory_order_relaxed))
-    weft__futex_wake(word, INT_MAX, 0);
-}
-
-/* Register as a sleeper; returns the value to sleep on. Re-check the
- * condition after this and before sleeping. */
-static uint32_t evc_prepare(_Atomic uint32_t *word) {
-  atomic_fetch_or_explicit(word, EVC_SLEEPERS, memory_order_seq_cst);
-  atomic_thread_fence(memory_order_seq_cst);
-  return atomic_load_explicit(word, memory_order_acquire) | EVC_SLEEPERS;
-}
 
 static void check_entries(const char *call, weft_future *const *fs, size_t n) {
   if (n && !fs) weft__misuse(call, "argument 'fs' is NULL with n > 0");
@@ -81,7 +59,7 @@ static void wait_fn(weft__watch *w, weft_future *f) {
   if (weft_future_state_get(f) == WEFT_FUTURE_FAILED)
     atomic_fetch_add_explicit(&wt->failed, 1, memory_order_seq_cst);
   atomic_fetch_add_explicit(&wt->finished, 1, memory_order_seq_cst);
-  evc_notify(&wt->word);
+  weft__evc_notify(&wt->word);
 }
 
 static bool wait_met(weft_wait_mode mode, size_t n, size_t done, size_t failed) {
@@ -169,7 +147,7 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, int64_t dea
     done = base_done + atomic_load_explicit(&wt.finished, memory_order_seq_cst);
     failed = base_failed + atomic_load_explicit(&wt.failed, memory_order_seq_cst);
     if (wait_met(mode, n, done, failed)) break;
-    uint32_t seq = evc_prepare(&wt.word);
+    uint32_t seq = weft__evc_prepare(&wt.word);
     done = base_done + atomic_load_explicit(&wt.finished, memory_order_seq_cst);
     failed = base_failed + atomic_load_explicit(&wt.failed, memory_order_seq_cst);
     if (wait_met(mode, n, done, failed)) break;
@@ -232,7 +210,7 @@ static void ac_fn(weft__watch *w, weft_future *f) {
     s->next = top;
   } while (!atomic_compare_exchange_weak_explicit(&it->stack, &top, s, memory_order_seq_cst,
                                                   memory_order_relaxed));
-  evc_notify(&it->word);
+  weft__evc_notify(&it->word);
 }
 
 /* Move what the watch fns pushed to the FIFO, in the order they pushed. */
@@ -341,7 +319,7 @@ int weft_as_completed_next(weft_as_completed *it, int64_t deadline_ns, weft_futu
       return 0;
     }
     if (deadline_ns == 0) return WEFT_ETIMEDOUT;
-    uint32_t seq = evc_prepare(&it->word);
+    uint32_t seq = weft__evc_prepare(&it->word);
     if (atomic_load_explicit(&it->stack, memory_order_seq_cst)) continue;
     if (weft__block(&it->word, seq, deadline_ns) == WEFT_ETIMEDOUT &&
         !atomic_load_explicit(&it->stack, memory_order_seq_cst))

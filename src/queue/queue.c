@@ -3,18 +3,11 @@
  * engines of queue_impl.h. It owns blocking, shutdown, task_done/join and
  * the eventfd.
  *
- * Blocking. Waiters spin briefly, then sleep on an event count: one futex
- * word whose bit 0 means "somebody may be asleep on this epoch" and whose
- * other bits count epochs. A sleeper sets bit 0, issues a seq_cst fence,
- * reads the word, re-tries its operation and only then sleeps on that value.
- * A notifier changes the queue with a seq_cst operation and then reads the
- * word with a seq_cst load; only when bit 0 is set does it start a new epoch
- * (bit 0 clear) and wake every sleeper. This is the store-load pattern of
- * Dekker's algorithm: either the sleeper's re-check sees the change or the
- * notifier sees bit 0, so no wake-up is lost. (C11: the change precedes the
- * notifier's load in the single total order S; if that load misses bit 0,
- * the sleeper's fence follows it in S, and a load after a seq_cst fence sees
- * every seq_cst write that precedes the fence.)
+ * Blocking. Waiters spin briefly, then sleep on an event count
+ * (common/evc.h): a sleeper registers, re-tries its operation and sleeps; a
+ * notifier that changed the queue with a seq_cst operation wakes sleepers
+ * only if one registered. No wake-up is lost, and an uncontended put or get
+ * makes no system call.
  *
  * In the lock-free engines the seq_cst change is the CAS that claims a
  * position (tail for a put, head for a get), so a put costs one locked
@@ -25,12 +18,6 @@
  * yields and looks again; the claimant finishes within instructions unless
  * preempted. The locked engine's unlock is only a release, so there the
  * notifier adds a fence.
- *
- * An uncontended put or get makes no system call, and a burst of puts makes
- * one FUTEX_WAKE, not one per put while the woken thread gets going.
- * Waking all sleepers of an epoch (not one per item) keeps a sleeper from
- * being passed over when several items arrive; those that find nothing set
- * bit 0 again and go back to sleep.
  *
  * Task accounting. join waits until done >= puts, where puts is the engine's
  * count of successful puts and done counts task_done calls plus items that
@@ -60,6 +47,7 @@
 #include "common/alloc.h"
 #include "common/assert.h"
 #include "common/efd.h"
+#include "common/evc.h"
 #include "common/futex.h"
 #include "common/spin.h"
 #include "queue/queue_impl.h"
@@ -70,9 +58,8 @@ enum { OPEN = 0, SHUT = 1, SHUT_IMMEDIATE = 2 };
 
 /* An event count (see the top of the file). */
 typedef struct evc {
-  _Atomic uint32_t word; /* epoch << 1 | SLEEPERS */
+  _Atomic uint32_t word; /* epoch << 1 | WEFT__EVC_SLEEPERS (common/evc.h) */
 } evc;
-#define SLEEPERS 1u
 
 struct weft_queue {
   /* Read-mostly: set at create, then only read. */
@@ -158,34 +145,17 @@ static uint64_t engine_puts(const weft_queue *q) {
 
 /* ---------------------------------------------------------- event count */
 
-/* Wake the sleepers of e, if any. The caller has changed the queue with a
- * seq_cst operation (or issued a seq_cst fence) since. */
-static inline void evc_notify(evc *e) {
-  uint32_t w = atomic_load_explicit(&e->word, memory_order_seq_cst);
-  if (WEFT_LIKELY(!(w & SLEEPERS))) return;
-  /* A failed CAS means another notifier started the new epoch: its wake
-   * covers our sleepers too. */
-  if (atomic_compare_exchange_strong_explicit(&e->word, &w, (w + 2) & ~SLEEPERS,
-                                              memory_order_release, memory_order_relaxed))
-    weft__futex_wake(&e->word, INT_MAX, 0);
-}
+/* The queue's event counts; the protocol is in common/evc.h. */
+static inline void evc_notify(evc *e) { weft__evc_notify(&e->word); }
 
 static void evc_notify_all(evc *e) {
   atomic_thread_fence(memory_order_seq_cst);
   evc_notify(e);
 }
 
-/* Register as a sleeper and return the word to sleep on. Re-check the
- * condition after this and before evc_sleep. */
-static inline uint32_t evc_prepare(evc *e) {
-  atomic_fetch_or_explicit(&e->word, SLEEPERS, memory_order_seq_cst);
-  atomic_thread_fence(memory_order_seq_cst);
-  return atomic_load_explicit(&e->word, memory_order_acquire) | SLEEPERS;
-}
+static inline uint32_t evc_prepare(evc *e) { return weft__evc_prepare(&e->word); }
 
-/* The condition came true after evc_prepare: nothing to undo. A SLEEPERS
- * bit left set costs the next notifier one spare FUTEX_WAKE, and clearing it
- * could hide another sleeper that set it too. */
+/* The condition came true after evc_prepare: nothing to undo (evc.h). */
 static inline void evc_cancel(evc *e) { (void)e; }
 
 /* Sleep until notified or deadline; returns -ETIMEDOUT on the deadline. */
