@@ -13,6 +13,7 @@ static const struct {
 } demos[] = {
     {"threads", tour_threads},
     {"thread_pool", tour_thread_pool},
+    {"processes", tour_processes},
     {"queue", tour_queue},
 };
 #define NDEMOS (sizeof demos / sizeof demos[0])

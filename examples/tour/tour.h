@@ -21,5 +21,7 @@ void tour_title(const char *name, const char *seed_snippet);
 int tour_threads(const tour_opts *o);
 int tour_queue(const tour_opts *o);
 int tour_thread_pool(const tour_opts *o);
+int tour_processes(const tour_opts *o);
+int tour_process_pool(const tour_opts *o);
 
 #endif

@@ -13,6 +13,8 @@ check 'Exiting Main Thread'
 check 'Exiting Thread-2'
 check '=== thread_pool: ThreadPool(4).map(f, range(10))'
 check '\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]'
+check '=== processes:'
+for i in 0 1 2 3 4; do check "^Worker: $i\$"; done
 check '=== queue:'
 check 'all 10 items done'
 check 'queue.PriorityQueue gets: 1 2 3 4 5'
