@@ -129,11 +129,12 @@ typedef enum weft_wait_mode {
  * WEFT_EINVAL (bad mode or deadline; *n_done is then untouched). On 0 and
  * WEFT_ETIMEDOUT *n_done (may be NULL) is the number of finished futures;
  * weft_future_done tells which. Cancelled counts as finished, not as an
- * exception. One waiter is shared by all the futures: each completion costs
- * O(1). (Past 16 futures the waiter's watches are allocated; if that fails,
- * wait still works, by waiting on the futures one by one for
- * ALL_COMPLETED and by polling every 50 us to 2 ms otherwise.) NULL
- * entries are misuse.
+ * exception. Each completion costs O(1): ALL_COMPLETED waits for the
+ * futures one by one on their own words (no allocation); the other modes
+ * share one waiter among all the futures, with a watch on each (past 16
+ * futures the watches are allocated, and a future's first watch allocates
+ * a small block; if either fails, wait still works, by polling every 50 us
+ * to 2 ms). NULL entries are misuse.
  * Thread-safety: any thread. */
 WEFT_API int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode,
                        int64_t deadline_ns, size_t *n_done);

@@ -944,6 +944,8 @@ struct weft_imap {
   int end_code;                 /* 0, or the error to report once drained */
   imap_slot *free;              /* unordered: free slots */
   imap_slot *ready;             /* unordered: finished, taken from done */
+  imap_slot *polled;            /* unordered: in flight without a watch (no
+                                 * memory for one): looked at, not awaited */
   _Atomic(imap_slot *) done;    /* unordered: pushed by watches (any thread) */
   _Atomic uint32_t done_seq;    /* unordered: bumped per push; futex word */
   atomic_bool sleeping;         /* unordered: the iterator may sleep on done_seq */
@@ -1024,10 +1026,15 @@ static void imap_refill(weft_imap *it) {
           s = it->free;
           it->free = s->next;
           s->f = f;
-          /* Already finished: straight to ready, the watch would not run. */
-          if (!weft__future_watch(f, &s->watch)) {
+          int k = weft__future_watch(f, &s->watch);
+          if (k == 0) {
+            /* Already finished: straight to ready, the watch would not run. */
             s->next = it->ready;
             it->ready = s;
+          } else if (k < 0) {
+            /* No memory for a watch: imap_next looks at it instead. */
+            s->next = it->polled;
+            it->polled = s;
           }
         } else {
           s = &it->slots[(it->head + it->in_flight) % it->cap];
@@ -1042,7 +1049,8 @@ static void imap_refill(weft_imap *it) {
   }
 }
 
-/* unordered: move what the watches posted to ready. */
+/* unordered: move what the watches posted, and polled slots that have
+ * finished, to ready. */
 static void imap_collect(weft_imap *it) {
   imap_slot *s = atomic_exchange_explicit(&it->done, NULL, memory_order_acquire);
   while (s) {
@@ -1050,6 +1058,15 @@ static void imap_collect(weft_imap *it) {
     s->next = it->ready;
     it->ready = s;
     s = nx;
+  }
+  for (imap_slot **pp = &it->polled; (s = *pp);) {
+    if (weft_future_done(s->f)) {
+      *pp = s->next;
+      s->next = it->ready;
+      it->ready = s;
+    } else {
+      pp = &s->next;
+    }
   }
 }
 
@@ -1078,7 +1095,14 @@ int weft_imap_next(weft_imap *it, int64_t deadline_ns, weft_future **f) {
       atomic_store_explicit(&it->sleeping, false, memory_order_relaxed);
       continue;
     }
-    int e = weft__block(&it->done_seq, seq, deadline_ns);
+    /* Polled slots post nothing: look again within a millisecond. */
+    int64_t until = deadline_ns;
+    if (it->polled) {
+      int64_t soon = weft_deadline_in_ns(1000000);
+      if (until == WEFT_FOREVER || until > soon) until = soon;
+    }
+    int e = weft__block(&it->done_seq, seq, until);
+    if (e == -ETIMEDOUT && until != deadline_ns) e = 0;
     atomic_store_explicit(&it->sleeping, false, memory_order_relaxed);
     if (e == -ETIMEDOUT) {
       imap_collect(it);

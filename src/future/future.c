@@ -33,9 +33,14 @@
  * anything else has already run. So when unwatch returns, fn is not running
  * and will not run, and the memory of w may be reused.
  *
+ * Layout. One cache line per future; the watch and callback lists live in
+ * a separate block (fext) that the first watch or callback of a pending
+ * future allocates, outside the lock (see "layout" below).
+ *
  * Locking: f->lock (a three-state futex lock, Drepper's "mutex 2") guards
- * the watch list, the callback list, firing, fire_gen and the outcome
- * written by finishers (err, msg, the result for set_result). It is held
+ * f->ext and, in it, the watch list, the callback list, firing and
+ * fire_gen, and the outcome written by finishers (err, msg, the result for
+ * set_result). It is held
  * only for a few loads and stores: never across an allocation, a free, a
  * wake-up or user code. Lock and unwatch sleeps call weft__futex_wait
  * directly, not weft__block: they wait for a short critical section or a
@@ -57,7 +62,7 @@
 
 #define STATE_MASK 7u
 #define SLEEPERS 8u
-#define INLINE_MAX 48 /* result bytes stored inside the future */
+#define INLINE_MAX 32 /* result bytes stored inside the future */
 
 #define F_DRIVEN 1u /* made by weft__future_alloc: an executor completes it */
 #define F_SLAB 2u   /* lives in a slab slot (see "slab" below), not its own block */
@@ -68,9 +73,22 @@ typedef struct cb_node {
   void *ud;
 } cb_node;
 
-/* The first cache line holds everything that submitting, finishing
- * without watchers and the last release touch; the second the rarely used
- * fields and the inline result. */
+/* What only watched futures and futures with callbacks need, allocated
+ * the first time a watch or callback is added to a pending future, and
+ * freed with the future. Everything here is guarded by the future's lock. */
+typedef struct fext {
+  weft__list watches;        /* weft__watch.link */
+  weft__list callbacks;      /* cb_node.link */
+  weft__watch *firing;       /* the watch whose fn runs now, or NULL */
+  _Atomic uint32_t fire_gen; /* bit 0: an unwatcher sleeps; +2 per release */
+} fext;
+
+/* One cache line: everything that submitting, running, finishing without
+ * watchers, reading the result and the last release touch. A failed
+ * future keeps its code and message where a result would be (it has
+ * none). Futures are many and short-lived, and a program that keeps a
+ * million of them pending pays for their memory in page faults, so the
+ * rarely used parts live in fext. */
 struct weft_future {
   _Atomic uint32_t word;     /* state | SLEEPERS; futex word; see the top */
   _Atomic uint32_t refs;     /* reference count; atomic */
@@ -80,24 +98,20 @@ struct weft_future {
   size_t len;                /* result length; the running task (result_buf)
                               * or the finisher (lock); read-only once final */
   union {
-    char *msg;                    /* failure message or NULL; as err */
+    fext *ext;                     /* NULL until needed; lock */
     struct weft_future *next_free; /* in a thread's slab cache (freed) */
   };
-  weft__list watches;        /* weft__watch.link; lock */
-  weft__list callbacks;      /* cb_node.link; lock */
-  /* second line */
-  _Atomic uint32_t fire_gen; /* bit 0: an unwatcher sleeps; +2 per release; lock */
-  int err;                   /* failure code; lock, then read-only once final */
-  weft__watch *firing;       /* the watch whose fn runs now, or NULL; lock */
   union {
     unsigned char bytes[INLINE_MAX]; /* the result when len <= INLINE_MAX */
     void *heap;                      /* the result when len > INLINE_MAX */
-  } res;                     /* as len */
+    struct {
+      int err;   /* FAILED: the code; written before the final CAS */
+      char *msg; /* FAILED: owned message or NULL; likewise */
+    } fail;
+  } res;                     /* as len and the state */
 };
 
-/* Two cache lines on LP64; the inline buffer fills what the fields leave. */
-_Static_assert(sizeof(struct weft_future) <= 128, "weft_future layout");
-_Static_assert(offsetof(struct weft_future, fire_gen) == 64, "weft_future's hot line");
+_Static_assert(sizeof(struct weft_future) == 64, "weft_future is one cache line");
 
 _Thread_local weft__wait_helper weft__current_helper;
 
@@ -175,10 +189,10 @@ static inline void unlock(weft_future *f) {
 #endif
 
 #define SLAB_HEAD 64 /* the live count, on a line of its own */
-#define SLAB_SLOTS 127u /* 16 KiB per slab with its header */
+#define SLAB_SLOTS 255u /* 16 KiB per slab with its header */
 #define CACHE_MAX 256u  /* freed futures a thread keeps */
 
-_Static_assert(sizeof(struct weft_future) == 128, "a slab slot is two cache lines");
+_Static_assert(sizeof(struct weft_future) == 64, "a slab slot is one cache line");
 
 typedef struct slab {
   _Atomic uint32_t live; /* slots not retired; see above */
@@ -324,11 +338,8 @@ static int future_new(weft_future **out, uint32_t flags, uint32_t refs) {
   atomic_init(&f->word, WEFT_FUTURE_PENDING);
   atomic_init(&f->refs, refs);
   atomic_init(&f->lock, 0);
-  atomic_init(&f->fire_gen, 0);
   f->flags = (uint16_t)flags;
   f->slot = slot;
-  weft__list_init(&f->watches);
-  weft__list_init(&f->callbacks);
   *out = f;
   return 0;
 }
@@ -353,14 +364,21 @@ void weft_future_retain(weft_future *f) {
 }
 
 static void future_free(weft_future *f) {
-  /* Every watcher holds a reference while its watch is registered. */
-  WEFT_ASSERT(weft__list_empty(&f->watches));
-  /* A future released before it finished: its callbacks never run. */
-  weft__list *l;
-  while ((l = weft__list_pop_front(&f->callbacks)))
-    weft__free(weft__container_of(l, cb_node, link));
-  if (f->len > INLINE_MAX) weft__free(f->res.heap);
-  weft__free(f->msg);
+  fext *x = f->ext;
+  if (x) {
+    /* Every watcher holds a reference while its watch is registered. */
+    WEFT_ASSERT(weft__list_empty(&x->watches));
+    /* A future released before it finished: its callbacks never run. */
+    weft__list *l;
+    while ((l = weft__list_pop_front(&x->callbacks)))
+      weft__free(weft__container_of(l, cb_node, link));
+    weft__free(x);
+  }
+  uint32_t st = state_of(atomic_load_explicit(&f->word, memory_order_relaxed));
+  if (st == WEFT_FUTURE_FAILED)
+    weft__free(f->res.fail.msg);
+  else if (f->len > INLINE_MAX)
+    weft__free(f->res.heap);
 #if FUTURE_SLAB
   if (f->flags & F_SLAB) {
     slab_put(f);
@@ -398,8 +416,8 @@ const char *weft_future_error_message(const weft_future *f) {
   WEFT_CHECK_HANDLE(f);
   uint32_t w = atomic_load_explicit(&((weft_future *)f)->word, memory_order_acquire);
   /* The acquire load above makes msg, written before the final CAS, visible. */
-  if (state_of(w) != WEFT_FUTURE_FAILED || !f->msg) return "";
-  return f->msg;
+  if (state_of(w) != WEFT_FUTURE_FAILED || !f->res.fail.msg) return "";
+  return f->res.fail.msg;
 }
 
 /* --------------------------------------------------------------- block */
@@ -449,7 +467,7 @@ int weft_future_result(weft_future *f, int64_t deadline_ns, const void **data, s
     if (len) *len = f->len;
     return 0;
   case WEFT_FUTURE_CANCELLED: return WEFT_ECANCELED;
-  default: return f->err;
+  default: return f->res.fail.err;
   }
 }
 
@@ -469,25 +487,25 @@ typedef struct outcome {
 } outcome;
 
 /* Run the watches of a finished f, one at a time (see the top). */
-static void run_watches(weft_future *f) {
+static void run_watches(weft_future *f, fext *x) {
   bool wake = false;
   lock(f);
   for (;;) {
-    weft__list *l = weft__list_pop_front(&f->watches);
+    weft__list *l = weft__list_pop_front(&x->watches);
     weft__watch *w = l ? weft__container_of(l, weft__watch, link) : NULL;
-    f->firing = w;
+    x->firing = w;
     unlock(f);
     /* The unwatcher of the watch that just ran re-checks under the lock,
      * which it can now take. */
-    if (wake) weft__futex_wake(&f->fire_gen, INT_MAX, 0);
+    if (wake) weft__futex_wake(&x->fire_gen, INT_MAX, 0);
     if (!w) return;
     /* Do not touch w after fn: once firing moves on, its unwatcher may
      * free it. */
     w->fn(w, f);
     lock(f);
-    uint32_t g = atomic_load_explicit(&f->fire_gen, memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&x->fire_gen, memory_order_relaxed);
     wake = g & 1u;
-    if (wake) atomic_store_explicit(&f->fire_gen, (g + 2u) & ~1u, memory_order_relaxed);
+    if (wake) atomic_store_explicit(&x->fire_gen, (g + 2u) & ~1u, memory_order_relaxed);
   }
 }
 
@@ -519,11 +537,11 @@ static int finish(weft_future *f, outcome *o) {
     }
   } else {
     if (o->state == WEFT_FUTURE_FAILED) {
-      f->err = o->err;
-      f->msg = o->msg;
-      o->msg = NULL;
       if (f->len > INLINE_MAX) old_heap = f->res.heap;
       f->len = 0;
+      f->res.fail.err = o->err;
+      f->res.fail.msg = o->msg;
+      o->msg = NULL;
     } else if (o->set_result) {
       if (f->len > INLINE_MAX) old_heap = f->res.heap;
       if (o->len > INLINE_MAX)
@@ -540,12 +558,13 @@ static int finish(weft_future *f, outcome *o) {
   }
   /* From here the future is final: no watch or callback can be added, and
    * run_watches owns the watch list. */
-  bool watched = !weft__list_empty(&f->watches);
-  if (!weft__list_empty(&f->callbacks)) {
-    cbs = f->callbacks;
+  fext *x = f->ext;
+  bool watched = x && !weft__list_empty(&x->watches);
+  if (x && !weft__list_empty(&x->callbacks)) {
+    cbs = x->callbacks;
     cbs.next->prev = &cbs;
     cbs.prev->next = &cbs;
-    weft__list_init(&f->callbacks);
+    weft__list_init(&x->callbacks);
   }
   /* Callbacks may drop the caller's reference: keep f alive to the end. */
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
@@ -553,7 +572,7 @@ static int finish(weft_future *f, outcome *o) {
 
   weft__free(old_heap);
   if (w & SLEEPERS) weft__futex_wake(&f->word, INT_MAX, 0);
-  if (watched) run_watches(f);
+  if (watched) run_watches(f, x);
   weft__list *l;
   while ((l = weft__list_pop_front(&cbs))) {
     cb_node *n = weft__container_of(l, cb_node, link);
@@ -668,20 +687,46 @@ void weft__future_finish_failed(weft_future *f, int code, const char *message) {
 
 /* ------------------------------------------------------------ watches */
 
-bool weft__future_watch(weft_future *f, weft__watch *w) {
-  WEFT_ASSERT(f && w && w->fn);
-  if (!is_final(atomic_load_explicit(&f->word, memory_order_acquire))) {
-    lock(f);
-    if (!is_final(atomic_load_explicit(&f->word, memory_order_relaxed))) {
-      weft__list_push_back(&f->watches, &w->link);
-      unlock(f);
-      return true;
-    }
-    unlock(f);
+/* Make sure f has its fext, for adding a watch or callback to a pending f.
+ * Allocates outside the lock; 0 or WEFT_ENOMEM. A finished f needs none,
+ * but the caller only learns that under the lock, so it may get one for
+ * nothing (rare: it raced with the finisher). */
+static int ext_ensure(weft_future *f) {
+  lock(f);
+  bool have = f->ext != NULL;
+  unlock(f);
+  if (have) return 0;
+  fext *x = weft__malloc(sizeof *x);
+  if (!x) return WEFT_ENOMEM;
+  weft__list_init(&x->watches);
+  weft__list_init(&x->callbacks);
+  x->firing = NULL;
+  atomic_init(&x->fire_gen, 0);
+  lock(f);
+  if (!f->ext) {
+    f->ext = x;
+    x = NULL;
   }
-  /* Unlinked, so that an unwatch of it is a harmless no-op. */
+  unlock(f);
+  weft__free(x); /* another thread installed one first */
+  return 0;
+}
+
+int weft__future_watch(weft_future *f, weft__watch *w) {
+  WEFT_ASSERT(f && w && w->fn);
+  /* Unlinked, so that an unwatch of a watch not added is a harmless no-op. */
   weft__list_init(&w->link);
-  return false;
+  if (is_final(atomic_load_explicit(&f->word, memory_order_acquire))) return 0;
+  int r = ext_ensure(f);
+  if (r) return r;
+  lock(f);
+  if (!is_final(atomic_load_explicit(&f->word, memory_order_relaxed))) {
+    weft__list_push_back(&f->ext->watches, &w->link);
+    unlock(f);
+    return 1;
+  }
+  unlock(f);
+  return 0;
 }
 
 void weft__future_unwatch(weft_future *f, weft__watch *w) {
@@ -692,12 +737,13 @@ void weft__future_unwatch(weft_future *f, weft__watch *w) {
       weft__list_remove(&w->link);
       break;
     }
-    if (f->firing != w) break; /* already ran, or never registered */
+    fext *x = f->ext;
+    if (!x || x->firing != w) break; /* already ran, or never registered */
     /* fn runs right now on the finishing thread: wait until it returned. */
-    uint32_t g = atomic_load_explicit(&f->fire_gen, memory_order_relaxed) | 1u;
-    atomic_store_explicit(&f->fire_gen, g, memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&x->fire_gen, memory_order_relaxed) | 1u;
+    atomic_store_explicit(&x->fire_gen, g, memory_order_relaxed);
     unlock(f);
-    weft__futex_wait(&f->fire_gen, g, WEFT_FOREVER, 0);
+    weft__futex_wait(&x->fire_gen, g, WEFT_FOREVER, 0);
     lock(f);
   }
   unlock(f);
@@ -709,13 +755,14 @@ int weft_future_on_done(weft_future *f, weft_future_cb *cb, void *ud) {
   WEFT_CHECK_HANDLE(f);
   WEFT_CHECK_HANDLE(cb);
   if (!is_final(atomic_load_explicit(&f->word, memory_order_acquire))) {
+    if (ext_ensure(f)) return WEFT_ENOMEM;
     cb_node *n = weft__malloc(sizeof *n);
     if (!n) return WEFT_ENOMEM;
     n->cb = cb;
     n->ud = ud;
     lock(f);
     if (!is_final(atomic_load_explicit(&f->word, memory_order_relaxed))) {
-      weft__list_push_back(&f->callbacks, &n->link);
+      weft__list_push_back(&f->ext->callbacks, &n->link);
       unlock(f);
       return 0;
     }

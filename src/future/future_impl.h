@@ -50,14 +50,15 @@ typedef struct weft__watch {
   void *ud;
 } weft__watch;
 
-/* Add w to f's watches: true, or false if f has already finished (w is not
- * added and fn does not run). O(1). The watcher must hold a reference to f
+/* Add w to f's watches: 1, or 0 if f has already finished (w is not added
+ * and fn does not run), or WEFT_ENOMEM (not added either: the first watch
+ * or callback of a future allocates the part of it that holds them). O(1). The watcher must hold a reference to f
  * while w is registered (freeing a watched future trips an assertion), and
  * fn must not unwatch its own watch (it would wait for itself). */
-bool weft__future_watch(weft_future *f, weft__watch *w);
+int weft__future_watch(weft_future *f, weft__watch *w);
 /* Remove w if it is still registered; after this returns fn is not running
  * and will not run for f. O(1). A no-op for a w that was never added (its
- * weft__future_watch returned false). */
+ * weft__future_watch returned 0 or an error). */
 void weft__future_unwatch(weft_future *f, weft__watch *w);
 
 /* How a blocking wait cooperates with a pool worker. Every sleep of the

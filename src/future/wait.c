@@ -2,8 +2,10 @@
  * Waiting on many futures: weft_wait and the as_completed iterator
  * (Python's concurrent.futures.wait and as_completed).
  *
- * Both use one shared waiter for all the futures: a watch (future_impl.h)
- * on each future posts to it, and the waiting thread sleeps on one event
+ * weft_wait with ALL_COMPLETED waits for the futures one by one, on each
+ * future's own word: it needs them all anyway, and so needs no watch and
+ * no allocation. The other modes and as_completed use one shared waiter
+ * for all the futures: a watch (future_impl.h) on each future posts to it, and the waiting thread sleeps on one event
  * count, so a completion costs O(1) whatever the number of futures, and
  * the waiter never scans the set to learn what happened.
  *
@@ -121,6 +123,12 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, int64_t dea
     goto out;
   }
 
+  /* ALL_COMPLETED needs every future anyway: wait for each in turn on its
+   * own word. No watch, no allocation, no lock, still O(1) per completion. */
+  if (mode == WEFT_ALL_COMPLETED) {
+    r = wait_unwatched(fs, n, mode, deadline_ns);
+    goto out;
+  }
   weft__watch stack_slots[WAIT_STACK_SLOTS];
   weft__watch *slots = stack_slots;
   if (n > WAIT_STACK_SLOTS && !(slots = weft__calloc(n, sizeof *slots))) {
@@ -134,14 +142,26 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, int64_t dea
 
   /* Entries already finished are counted here; the rest get a watch. */
   size_t base_done = 0, base_failed = 0;
+  bool no_mem = false;
   for (size_t i = 0; i < n; i++) {
     slots[i].fn = wait_fn;
     slots[i].ud = &wt;
-    if (!weft__future_watch(fs[i], &slots[i])) {
-      slots[i].fn = NULL; /* not registered: nothing to unwatch */
+    int k = no_mem ? WEFT_ENOMEM : weft__future_watch(fs[i], &slots[i]);
+    if (k <= 0) slots[i].fn = NULL; /* not registered: nothing to unwatch */
+    if (k == 0) {
       base_done++;
       base_failed += weft_future_state_get(fs[i]) == WEFT_FUTURE_FAILED;
+    } else if (k < 0) {
+      no_mem = true;
     }
+  }
+  /* Without memory for a watch, poll instead (after removing the others). */
+  if (no_mem) {
+    for (size_t i = 0; i < n; i++)
+      if (slots[i].fn) weft__future_unwatch(fs[i], &slots[i]);
+    if (slots != stack_slots) weft__free(slots);
+    r = wait_unwatched(fs, n, mode, deadline_ns);
+    goto out;
   }
   for (;;) {
     done = base_done + atomic_load_explicit(&wt.finished, memory_order_seq_cst);
@@ -287,10 +307,18 @@ int weft_as_completed_create(weft_as_completed **out, weft_future *const *fs, si
     if (s->flags & (SLOT_DUP | SLOT_YIELDED)) continue;
     s->w.fn = ac_fn;
     s->w.ud = it;
-    if (weft__future_watch(s->f, &s->w))
+    int k = weft__future_watch(s->f, &s->w);
+    if (k > 0) {
       s->flags |= SLOT_WATCHED;
-    else
+    } else if (k == 0) {
       fifo_push(it, s); /* finished since the pass above */
+    } else {
+      /* No memory for the watch: undo everything (destroy unwatches and
+       * releases every slot that is neither a duplicate nor yielded). */
+      for (size_t j = 0; j < n; j++) it->slots[j].flags &= ~(unsigned)SLOT_YIELDED;
+      weft_as_completed_destroy(it);
+      return WEFT_ENOMEM;
+    }
   }
   /* SLOT_YIELDED was only a marker for the passes above. */
   for (size_t i = 0; i < n; i++) it->slots[i].flags &= ~(unsigned)SLOT_YIELDED;

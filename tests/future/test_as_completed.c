@@ -187,17 +187,19 @@ TEST(holds_reference_until_yield) {
   weft_test_use_counting_allocator();
   make_n(3);
   weft_as_completed *it = iter(fs, 3);
-  ASSERT_EQ(weft_test_live_allocs(), 4);
+  /* 3 futures, each with the block that holds its watches, and the
+   * iterator. */
+  ASSERT_EQ(weft_test_live_allocs(), 7);
   release_n(3); /* the caller lets go; the iterator still holds them */
-  ASSERT_EQ(weft_test_live_allocs(), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 7);
   ASSERT_OK(weft_future_set_result(fs[1], NULL, 0));
   weft_future *f;
   weft_future_retain(fs[1]); /* next() lends from the caller's reference */
   ASSERT_OK(weft_as_completed_next(it, 0, &f));
   ASSERT_PTR_EQ(f, fs[1]);
-  ASSERT_EQ(weft_test_live_allocs(), 4);
+  ASSERT_EQ(weft_test_live_allocs(), 7);
   weft_future_release(f); /* the caller's was the last */
-  ASSERT_EQ(weft_test_live_allocs(), 3);
+  ASSERT_EQ(weft_test_live_allocs(), 5);
   /* destroy before exhaustion drops the others. */
   weft_as_completed_destroy(it);
   ASSERT_EQ(weft_test_live_allocs(), 0);
@@ -212,8 +214,9 @@ TEST(destroy_drops_references_once) {
   ASSERT_EQ(next_idx(it, 0), 2);
   ASSERT_OK(weft_future_set_result(fs[3], NULL, 0)); /* finished, never yielded */
   weft_as_completed_destroy(it);
-  /* Each future still lives on the caller's reference, and only on it. */
-  ASSERT_EQ(weft_test_live_allocs(), 4);
+  /* Each future still lives on the caller's reference, and only on it
+   * (fs[0], fs[1] and fs[3] were watched: each keeps its watch block). */
+  ASSERT_EQ(weft_test_live_allocs(), 7);
   release_n(4);
   ASSERT_EQ(weft_test_live_allocs(), 0);
 }
@@ -238,6 +241,23 @@ TEST(create_enomem_takes_nothing) {
   weft__fault_alloc_fail_nth(0);
   ASSERT_PTR_EQ(it, (weft_as_completed *)(uintptr_t)1);
   release_n(5); /* would leak if create had taken references */
+  ASSERT_EQ(weft_test_live_allocs(), 0);
+}
+
+/* The first watch of a pending future allocates: when that fails, create
+ * fails and gives back every reference and watch it had taken. */
+TEST(create_enomem_on_watch_takes_nothing) {
+  weft_test_use_counting_allocator();
+  make_n(5);
+  ASSERT_OK(weft_future_set_result(fs[0], NULL, 0));
+  weft_as_completed *it = (weft_as_completed *)(uintptr_t)1;
+  weft__fault_alloc_fail_nth(3); /* the iterator, fs[1]'s watch block, then fs[2]'s */
+  ASSERT_ERR(weft_as_completed_create(&it, fs, 5), WEFT_ENOMEM);
+  weft__fault_alloc_fail_nth(0);
+  ASSERT_PTR_EQ(it, (weft_as_completed *)(uintptr_t)1);
+  /* fs[1] keeps its (empty) watch block until it is freed. */
+  ASSERT_OK(weft_future_set_result(fs[1], NULL, 0));
+  release_n(5);
   ASSERT_EQ(weft_test_live_allocs(), 0);
 }
 

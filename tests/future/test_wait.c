@@ -259,6 +259,39 @@ TEST(no_memory_for_watches) {
   release_n(40);
 }
 
+/* The first watch of a pending future allocates: when the 5th of 8 cannot,
+ * weft_wait removes the 4 it added and polls instead, with the same
+ * result. */
+TEST(no_memory_for_one_watch) {
+  make_n(8);
+  plan p = {.idx = {6}, .n = 1, .delay_ms = 30};
+  pthread_t t = start(&p);
+  size_t nd = 0;
+  weft__fault_alloc_fail_nth(5);
+  ASSERT_OK(weft_wait(fs, 8, WEFT_FIRST_COMPLETED, weft_deadline_in_ms(5000), &nd));
+  weft__fault_alloc_fail_nth(0);
+  ASSERT_EQ(nd, 1);
+  ASSERT_EQ(weft_future_state_get(fs[6]), WEFT_FUTURE_DONE);
+  join(t);
+  release_n(8); /* a watch left behind would trip an assertion here */
+}
+
+/* ALL_COMPLETED waits on each future's own word: it allocates nothing. */
+TEST(all_completed_allocates_nothing) {
+  weft_test_use_counting_allocator();
+  make_n(40);
+  plan q = {.n = 40, .delay_ms = 10};
+  for (size_t i = 0; i < 40; i++) q.idx[i] = 39 - i;
+  pthread_t t = start(&q);
+  long before = weft_test_allocs();
+  size_t nd = 0;
+  ASSERT_OK(weft_wait(fs, 40, WEFT_ALL_COMPLETED, weft_deadline_in_ms(5000), &nd));
+  ASSERT_EQ(nd, 40);
+  ASSERT_EQ(weft_test_allocs(), before);
+  join(t);
+  release_n(40);
+}
+
 /* No watch may outlive the call: a future freed while still watched trips
  * an assertion, and one finished later would write to a dead stack frame. */
 TEST(watches_removed_on_return) {
