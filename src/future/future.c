@@ -2,13 +2,20 @@
  * The future: state machine, result storage, reference count, waiting,
  * watches and on_done callbacks (weft/future.h and future_impl.h).
  *
- * State. One 32-bit word holds the state (bits 0-2) and SLEEPERS (bit 3,
- * "a thread may be asleep on this word"). It is also the futex word that
- * waiters sleep on. pending -> running is a lock-free CAS (the executor's
- * hot path); every move to a final state (done, failed, cancelled) is a CAS
- * made while holding f->lock, so finishers exclude each other and the first
- * one wins. A finisher from pending retries its CAS if set_running moved
- * the word meanwhile; cancel's CAS fails if it did (WEFT_EBUSY).
+ * State. One 32-bit word holds the state (bits 0-2), SLEEPERS (bit 3,
+ * "a thread may be asleep on this word") and HOOKED (bit 4, "a watch or a
+ * callback was added"). It is also the futex word that waiters sleep on.
+ * pending -> running is a lock-free CAS (the executor's hot path); every
+ * move to a final state (done, failed, cancelled) is a CAS made while
+ * holding f->lock, so finishers exclude each other and the first one wins.
+ * A finisher from pending retries its CAS if set_running moved the word
+ * meanwhile; cancel's CAS fails if it did (WEFT_EBUSY). One exception, the
+ * executor's: a driven future that is done and was never HOOKED is
+ * finished by a CAS alone, without the lock (no other finisher can race
+ * it, and a watcher sets HOOKED with a CAS on the same word before adding
+ * itself, so either the finisher's CAS fails and it takes the lock, or the
+ * watcher sees the future final). A task's future thus costs the worker
+ * three atomic read-modify-writes: running, done, and its reference.
  *
  * Waiting. A waiter sets SLEEPERS with an atomic OR, checks the state it
  * got back, and sleeps on the word with that value (through weft__block,
@@ -62,6 +69,7 @@
 
 #define STATE_MASK 7u
 #define SLEEPERS 8u
+#define HOOKED 16u /* a watch or callback was added: finish under the lock */
 #define INLINE_MAX 32 /* result bytes stored inside the future */
 
 #define F_DRIVEN 1u /* made by weft__future_alloc: an executor completes it */
@@ -90,7 +98,7 @@ typedef struct fext {
  * million of them pending pays for their memory in page faults, so the
  * rarely used parts live in fext. */
 struct weft_future {
-  _Atomic uint32_t word;     /* state | SLEEPERS; futex word; see the top */
+  _Atomic uint32_t word;     /* state | SLEEPERS | HOOKED; futex word; see the top */
   _Atomic uint32_t refs;     /* reference count; atomic */
   _Atomic uint32_t lock;     /* 0 free, 1 held, 2 held with sleepers */
   uint16_t flags;            /* F_DRIVEN, F_SLAB; set at creation, then read-only */
@@ -513,6 +521,22 @@ static void run_watches(weft_future *f, fext *x) {
  * WEFT_EALREADY when f had finished already (o's allocations are freed),
  * or WEFT_EBUSY when o is a cancel and f is running. */
 static int finish(weft_future *f, outcome *o) {
+  /* The executor's hot path: a task's future done, its result already in
+   * place (result_buf), nobody ever watched it or added a callback. Only
+   * the executor finishes a driven future and cancel fails once it runs,
+   * so no other finisher can race; a watcher or on_done sets HOOKED in the
+   * word (under the lock) before adding anything, which fails this CAS and
+   * sends us to the locked path below. */
+  if (o->state == WEFT_FUTURE_DONE && !o->set_result && (f->flags & F_DRIVEN)) {
+    uint32_t w = atomic_load_explicit(&f->word, memory_order_relaxed);
+    while (!(w & HOOKED) && !is_final(w)) {
+      if (atomic_compare_exchange_weak_explicit(&f->word, &w, WEFT_FUTURE_DONE,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+        if (w & SLEEPERS) weft__futex_wake(&f->word, INT_MAX, 0);
+        return 0;
+      }
+    }
+  }
   void *old_heap = NULL;
   weft__list cbs;
   weft__list_init(&cbs);
@@ -604,7 +628,7 @@ int weft_future_set_running(weft_future *f) {
     if (state_of(w) == WEFT_FUTURE_CANCELLED) return WEFT_ECANCELED;
     if (state_of(w) != WEFT_FUTURE_PENDING) return WEFT_EALREADY;
   } while (!atomic_compare_exchange_weak_explicit(&f->word, &w,
-                                                  (w & SLEEPERS) | WEFT_FUTURE_RUNNING,
+                                                  (w & ~STATE_MASK) | WEFT_FUTURE_RUNNING,
                                                   memory_order_acq_rel, memory_order_relaxed));
   return 0;
 }
@@ -712,6 +736,18 @@ static int ext_ensure(weft_future *f) {
   return 0;
 }
 
+/* With f->lock held: set HOOKED unless f is final. true: f is not final,
+ * and its finisher will take the lock (and see what the caller adds). */
+static bool hook(weft_future *f) {
+  uint32_t w = atomic_load_explicit(&f->word, memory_order_relaxed);
+  do {
+    if (is_final(w)) return false;
+    if (w & HOOKED) return true;
+  } while (!atomic_compare_exchange_weak_explicit(&f->word, &w, w | HOOKED, memory_order_acq_rel,
+                                                  memory_order_relaxed));
+  return true;
+}
+
 int weft__future_watch(weft_future *f, weft__watch *w) {
   WEFT_ASSERT(f && w && w->fn);
   /* Unlinked, so that an unwatch of a watch not added is a harmless no-op. */
@@ -720,7 +756,7 @@ int weft__future_watch(weft_future *f, weft__watch *w) {
   int r = ext_ensure(f);
   if (r) return r;
   lock(f);
-  if (!is_final(atomic_load_explicit(&f->word, memory_order_relaxed))) {
+  if (hook(f)) {
     weft__list_push_back(&f->ext->watches, &w->link);
     unlock(f);
     return 1;
@@ -761,7 +797,7 @@ int weft_future_on_done(weft_future *f, weft_future_cb *cb, void *ud) {
     n->cb = cb;
     n->ud = ud;
     lock(f);
-    if (!is_final(atomic_load_explicit(&f->word, memory_order_relaxed))) {
+    if (hook(f)) {
       weft__list_push_back(&f->ext->callbacks, &n->link);
       unlock(f);
       return 0;
