@@ -81,6 +81,18 @@ static inline bool forked(const weft_executor *ex) {
 /* ------------------------------------------------------------ job cache */
 
 _Static_assert(sizeof(weft__job) <= 64, "a job is one cache line");
+/* A small job is the first 32 bytes of a job, with the argument where ref
+ * would be: it must fit a future's result area. */
+_Static_assert(offsetof(weft__job, arg) <= WEFT__FUTURE_EMBED_BYTES &&
+                   offsetof(weft__job, ref) + WEFT__JOB_SMALL_ARG <= offsetof(weft__job, kind) &&
+                   sizeof(((weft__job *)0)->ref) == WEFT__JOB_SMALL_ARG,
+               "small job layout");
+
+/* The future that holds small job j, and j's argument bytes. */
+static inline weft_future *small_future(weft__job *j) {
+  return (weft_future *)((char *)j - WEFT__FUTURE_EMBED_OFFSET);
+}
+static inline void *small_arg(weft__job *j) { return &j->ref; }
 
 #define TLS_JOBS_MAX 256 /* a thread keeps at most this many free jobs */
 /* The global stack keeps at most about this many: a burst of queued tasks
@@ -471,8 +483,32 @@ bool weft__job_run_nested_item(weft__scratch *scratch) {
 
 /* ------------------------------------------------------------ job ends */
 
+/* Run small job j: copy it out of its future first, since the task's
+ * result may overwrite it. */
+static void run_small(weft_executor *ex, weft__job *j, weft__scratch *scratch,
+                      const atomic_bool *cancel) {
+  weft_future *f = small_future(j);
+  weft_task_fn *fn = j->task.fn;
+  uint32_t len = j->arg_len;
+  unsigned char arg[WEFT__JOB_SMALL_ARG];
+  memcpy(arg, small_arg(j), sizeof arg);
+  if (WEFT_UNLIKELY(cancel && atomic_load_explicit(cancel, memory_order_relaxed))) {
+    weft__job_cancel(ex, j);
+    return;
+  }
+  if (WEFT_UNLIKELY(weft_future_set_running(f) != 0))
+    weft_future_release(f); /* cancelled while queued: skip */
+  else
+    run_task(fn, arg, len, f, scratch, NULL);
+  weft__executor_note_completed(ex, 1);
+}
+
 void weft__job_run(weft_executor *ex, weft__job *j, weft__scratch *scratch,
                    const atomic_bool *cancel) {
+  if (WEFT_LIKELY(j->kind == WEFT__JOB_SMALL)) {
+    run_small(ex, j, scratch, cancel);
+    return;
+  }
   if (WEFT_UNLIKELY(j->kind != WEFT__JOB_TASK)) {
     void *ref = j->ref;
     size_t c = j->arg_len;
@@ -500,6 +536,13 @@ void weft__job_run(weft_executor *ex, weft__job *j, weft__scratch *scratch,
 }
 
 void weft__job_cancel(weft_executor *ex, weft__job *j) {
+  if (j->kind == WEFT__JOB_SMALL) {
+    weft_future *f = small_future(j);
+    weft_future_cancel(f);
+    weft_future_release(f);
+    weft__executor_note_completed(ex, 1);
+    return;
+  }
   void *ref = j->ref;
   size_t c = j->arg_len;
   uint32_t kind = j->kind;
@@ -608,6 +651,30 @@ static int job_task(const weft_executor *ex, const weft_task *task, weft__job *j
   return 0;
 }
 
+/* submit with a future and a small argument, on a small_jobs backend: the
+ * job lives in the future (executor_impl.h, WEFT__JOB_SMALL). */
+static int submit_small(weft_executor *ex, const weft_task *task, const void *arg,
+                        size_t arg_len, weft_future **out) {
+  weft_future *f;
+  /* One reference for the executor, one for the caller. */
+  int r = weft__future_alloc_shared(&f);
+  if (WEFT_UNLIKELY(r)) return r;
+  weft__job *j = (weft__job *)((char *)f + WEFT__FUTURE_EMBED_OFFSET);
+  j->next = NULL;
+  j->task.fn = task->fn;
+  j->kind = WEFT__JOB_SMALL;
+  j->arg_len = (uint32_t)arg_len;
+  if (arg_len) memcpy(small_arg(j), arg, arg_len);
+  r = ex->ops->submit(ex->be, j, j, 1);
+  if (WEFT_UNLIKELY(r)) {
+    weft_future_release(f);
+    weft_future_release(f);
+    return r;
+  }
+  *out = f;
+  return 0;
+}
+
 int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *arg,
                          size_t arg_len, weft_future **out) {
   WEFT_CHECK_HANDLE(ex);
@@ -616,6 +683,8 @@ int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *a
   if (WEFT_UNLIKELY(!task->fn)) return WEFT_EINVAL;
   if (WEFT_UNLIKELY(arg_len > ex->ops->arg_max)) return WEFT_E2BIG;
   if (forked(ex)) return WEFT_EBROKEN;
+  if (out && arg_len <= WEFT__JOB_SMALL_ARG && ex->ops->small_jobs)
+    return submit_small(ex, task, arg, arg_len, out);
   weft__job *j = weft__job_alloc(arg_len);
   if (WEFT_UNLIKELY(!j)) return WEFT_ENOMEM;
   int r = job_task(ex, task, j);

@@ -38,8 +38,12 @@
 enum weft__job_kind {
   WEFT__JOB_TASK = 0, /* one task: fn(arg), result to fut (or discarded) */
   WEFT__JOB_MAP,      /* a chunk of weft_executor_map: ref is the weft__map */
-  WEFT__JOB_BATCH     /* a chunk of weft_executor_submit_many: ref is the
+  WEFT__JOB_BATCH,    /* a chunk of weft_executor_submit_many: ref is the
                        * weft__batch */
+  WEFT__JOB_SMALL     /* one task with a future and an argument of at most
+                       * WEFT__JOB_SMALL_ARG bytes, kept inside the future
+                       * (see weft__job_small below); only on backends with
+                       * small_jobs */
 };
 
 /* One unit of work: a task with its copied argument, or one chunk of a map
@@ -63,6 +67,17 @@ typedef struct weft__job {
     void *heap;                          /* larger: weft__malloc'ed copy */
   } arg;
 } weft__job;
+
+/* A small job: the first 32 bytes of a weft__job (next, task, the
+ * argument where ref would be, kind, arg_len), stored in the result area of
+ * the task's own future (future_impl.h, WEFT__FUTURE_EMBED_OFFSET) while
+ * the task waits. The submitter then writes one cache line per task instead
+ * of two, and the worker fetches one: the job costs no allocation and no
+ * cache traffic of its own. The front end makes them only for backends
+ * that set small_jobs, which must touch nothing but next and hand the job
+ * to weft__job_run, weft__job_cancel or weft__job_items. Once the task
+ * starts, its result may overwrite the job: weft__job_run reads it first. */
+#define WEFT__JOB_SMALL_ARG 8
 
 /* Arguments above this size are WEFT_E2BIG on every backend (arg_len is
  * 32 bits in a job). */
@@ -188,6 +203,8 @@ typedef struct weft__executor_ops {
                           * another process image); submit of an unregistered
                           * task is then WEFT_ENOTASK */
   size_t arg_max;        /* largest argument; WEFT_E2BIG above */
+  bool small_jobs;       /* may be given WEFT__JOB_SMALL jobs (in-process
+                          * backends that only chain and run jobs) */
   /* Start workers for ex (opts: workers already resolved, name non-NULL).
    * 0 and *be, or an error with nothing left running. */
   int (*create)(weft_executor *ex, const weft_executor_opts *opts, void **be);

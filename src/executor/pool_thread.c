@@ -829,6 +829,7 @@ const weft__executor_ops weft__pool_thread_ops = {
     .kind_name = "threads",
     .needs_names = false,
     .arg_max = WEFT__ARG_MAX,
+    .small_jobs = true,
     .create = pool_create,
     .submit = pool_submit,
     .shutdown = pool_shutdown,

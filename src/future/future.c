@@ -120,6 +120,9 @@ struct weft_future {
 };
 
 _Static_assert(sizeof(struct weft_future) == 64, "weft_future is one cache line");
+_Static_assert(offsetof(struct weft_future, res) == WEFT__FUTURE_EMBED_OFFSET &&
+                   sizeof(((struct weft_future *)0)->res) == WEFT__FUTURE_EMBED_BYTES,
+               "the executor's small jobs fit the result area");
 
 _Thread_local weft__wait_helper weft__current_helper;
 

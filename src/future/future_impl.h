@@ -32,6 +32,13 @@ void weft__future_cache_flush(void);
  * Only the thread that runs f's task calls this, before finishing f. */
 void *weft__future_result_buf(weft_future *f, size_t len);
 
+/* The offset of a future's result area, WEFT__FUTURE_EMBED_BYTES long:
+ * while a driven future is pending, its executor may keep a small job
+ * there (executor_impl.h, WEFT__JOB_SMALL), as long as it has read it
+ * before the task runs. */
+#define WEFT__FUTURE_EMBED_OFFSET 32
+#define WEFT__FUTURE_EMBED_BYTES 32
+
 /* Finish f: done with the bytes last placed by weft__future_result_buf
  * (empty if none), or failed with code (< 0) and message (copied, may be
  * NULL). Releases waiters, runs watches, then on_done callbacks, on the
