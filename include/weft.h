@@ -14,5 +14,6 @@
 #include "weft/future.h"
 #include "weft/executor.h"
 #include "weft/process.h"
+#include "weft/coro.h"
 
 #endif
