@@ -13,6 +13,7 @@ static const struct {
 } demos[] = {
     {"threads", tour_threads},
     {"thread_pool", tour_thread_pool},
+    {"gevent_threadpool", tour_gevent_threadpool},
     {"processes", tour_processes},
     {"queue", tour_queue},
 };

@@ -23,5 +23,6 @@ int tour_queue(const tour_opts *o);
 int tour_thread_pool(const tour_opts *o);
 int tour_processes(const tour_opts *o);
 int tour_process_pool(const tour_opts *o);
+int tour_gevent_threadpool(const tour_opts *o);
 
 #endif
