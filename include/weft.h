@@ -15,5 +15,6 @@
 #include "weft/executor.h"
 #include "weft/process.h"
 #include "weft/coro.h"
+#include "weft/mpi.h" /* the MPI backend: its calls live in the library weft_mpi */
 
 #endif

@@ -24,5 +24,6 @@ int tour_thread_pool(const tour_opts *o);
 int tour_processes(const tour_opts *o);
 int tour_process_pool(const tour_opts *o);
 int tour_gevent_threadpool(const tour_opts *o);
+int tour_mpi(const tour_opts *o); /* part 4: launches weft_tour_mpi under mpiexec */
 
 #endif

@@ -584,7 +584,124 @@ void weft__job_cancel(weft_executor *ex, weft__job *j) {
   }
 }
 
+/* ------------------------------------------- jobs run in another image */
+
+bool weft__job_task_start(weft_executor *ex, weft__job *j) {
+  weft_future *f = j->ref;
+  if (!f || WEFT_LIKELY(weft_future_set_running(f) == 0)) return true;
+  weft__job_free(j); /* cancelled while queued */
+  weft_future_release(f);
+  weft__executor_note_completed(ex, 1);
+  return false;
+}
+
+void weft__job_task_end(weft_executor *ex, weft__job *j, int rc, const void *res, size_t len,
+                        const char *msg) {
+  weft_future *f = j->ref;
+  weft__job_free(j);
+  if (f) {
+    if (rc == 0) {
+      void *buf = weft__future_result_buf(f, len);
+      if (buf) {
+        if (len) memcpy(buf, res, len);
+        weft__future_finish_done(f);
+      } else {
+        weft__future_finish_failed(f, WEFT_ENOMEM, "no memory for the task's result");
+      }
+    } else {
+      weft__future_finish_failed(f, rc, msg);
+    }
+    weft_future_release(f);
+  }
+  weft__executor_note_completed(ex, 1);
+}
+
+weft__job *weft__job_batch_split(weft_executor *ex, weft__job *j, weft__job **oldest,
+                                 uint64_t *n) {
+  weft__batch *b = j->ref;
+  const weft_task *reg = j->task.reg;
+  size_t lo, hi;
+  bounds(j->arg_len, b->chunksize, b->n, &lo, &hi);
+  weft__job_free(j);
+  weft__job *newest = NULL;
+  *oldest = NULL;
+  *n = 0;
+  for (size_t i = lo; i < hi; i++) {
+    weft_future *f = b->futs ? b->futs[i] : NULL;
+    weft__job *t = weft__job_alloc(b->arg_size);
+    if (!t) {
+      if (f) {
+        weft__future_finish_failed(f, WEFT_ENOMEM, "no memory to queue the task");
+        weft_future_release(f);
+      }
+      weft__executor_note_completed(ex, 1);
+      continue;
+    }
+    t->task.reg = reg;
+    t->ref = f;
+    if (b->arg_size)
+      memcpy(b->arg_size <= WEFT__JOB_INLINE ? (void *)t->arg.inl : t->arg.heap,
+             b->args + i * b->arg_size, b->arg_size);
+    t->next = newest;
+    newest = t;
+    if (!*oldest) *oldest = t;
+    ++*n;
+  }
+  batch_unref(b);
+  return newest;
+}
+
+bool weft__job_map_start(weft__job *j, weft__map_view *v) {
+  weft__map *m = j->ref;
+  size_t c = j->arg_len;
+  uint8_t expect = CHUNK_PENDING;
+  if (!atomic_compare_exchange_strong_explicit(&m->st[c], &expect, CHUNK_RUNNING,
+                                               memory_order_acq_rel, memory_order_relaxed)) {
+    weft__job_free(j);
+    map_unref(m); /* cancelled by the map's caller at its deadline */
+    return false;
+  }
+  bounds(c, m->chunksize, m->n, &v->lo, &v->hi);
+  v->in = m->in + v->lo * m->in_size;
+  v->in_size = m->in_size;
+  v->out_size = m->out_size;
+  return true;
+}
+
+bool weft__job_map_stopping(const weft__job *j) {
+  const weft__map *m = j->ref;
+  return atomic_load_explicit(&m->cancel, memory_order_relaxed);
+}
+
+void weft__job_map_end(weft_executor *ex, weft__job *j, const void *out, size_t ran,
+                       const uint32_t *fail_at, const int32_t *fail_code, size_t nfail,
+                       int stop_code) {
+  weft__map *m = j->ref;
+  size_t c = j->arg_len;
+  weft__job_free(j);
+  size_t lo, hi;
+  bounds(c, m->chunksize, m->n, &lo, &hi);
+  if (ran > hi - lo) ran = hi - lo;
+  if (m->out && ran && m->out_size) memcpy(m->out + lo * m->out_size, out, ran * m->out_size);
+  for (size_t k = 0; k < nfail; k++)
+    if (fail_at[k] < ran) map_fail(m, lo + fail_at[k], fail_code[k]);
+  if (ran < hi - lo && stop_code) map_fail(m, lo + ran, stop_code);
+  atomic_store_explicit(&m->st[c], CHUNK_DONE, memory_order_release);
+  weft__executor_note_completed(ex, hi - lo);
+  map_chunks_ended(m, 1);
+  map_unref(m);
+}
+
 /* -------------------------------------------------------------- front end */
+
+/* Backends that live in libraries of their own, by kind (see
+ * weft__executor_backend_set). */
+static const weft__executor_ops *_Atomic g_backends[WEFT_EXECUTOR_MPI + 1];
+
+void weft__executor_backend_set(weft_executor_kind kind, const weft__executor_ops *ops) {
+  WEFT_ASSERT(kind == WEFT_EXECUTOR_PROCESSES || kind == WEFT_EXECUTOR_MPI);
+  atomic_store_explicit(&g_backends[kind], ops, memory_order_release);
+}
 
 void weft__executor_note_completed(weft_executor *ex, uint64_t items) {
   int fd = atomic_load_explicit(&ex->efd, memory_order_acquire);
@@ -607,11 +724,14 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   case WEFT_EXECUTOR_PROCESSES:
   case WEFT_EXECUTOR_MPI:
     if (o.workers > 4096) return WEFT_EINVAL;
-    return WEFT_ENOTSUP; /* not built into this weft yet */
+    ops = atomic_load_explicit(&g_backends[o.kind], memory_order_acquire);
+    if (!ops) return WEFT_ENOTSUP; /* not built into (or not set up in) this program */
+    break;
   default: return WEFT_EINVAL;
   }
   if (o.workers > 4096) return WEFT_EINVAL;
-  if (o.workers == 0) o.workers = (unsigned)weft_cpu_count();
+  if (o.workers == 0)
+    o.workers = ops->default_workers ? ops->default_workers() : (unsigned)weft_cpu_count();
   if (!o.name) o.name = "weft-pool";
   pthread_once(&g_fork_once, fork_setup);
 

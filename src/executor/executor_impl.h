@@ -211,8 +211,8 @@ typedef struct weft__executor_ops {
   /* Take a chain of jobs, newest first (newest->next ... ->next == oldest,
    * oldest->next is ignored), standing for `items` items, in one hand-off:
    * one atomic publication for the whole batch. 0 (the backend now owns
-   * every job), or WEFT_ESHUTDOWN (it owns none; the chain is untouched but
-   * for next links). */
+   * every job), or WEFT_ESHUTDOWN or WEFT_EBROKEN (it owns none; the chain
+   * is untouched but for next links). */
   int (*submit)(void *be, weft__job *newest, weft__job *oldest, uint64_t items);
   /* Stop taking jobs; see weft_executor_shutdown. WEFT_SHUTDOWN_WAIT from
    * one of the backend's own workers was already refused by the front end.
@@ -224,9 +224,90 @@ typedef struct weft__executor_ops {
   void (*stats)(const void *be, weft_executor_stats *out);
   /* Is the calling thread one of this backend's workers? */
   bool (*on_worker)(const void *be);
+  /* The worker count when opts->workers is 0; NULL: weft_cpu_count(). */
+  unsigned (*default_workers)(void);
 } weft__executor_ops;
 
 extern const weft__executor_ops weft__pool_thread_ops;
+
+/* Plug in the backend for kind (WEFT_EXECUTOR_PROCESSES or _MPI) that lives
+ * in a library of its own (libweft_mpi registers itself from
+ * weft_mpi_init); NULL unplugs it. Until then weft_executor_create says
+ * WEFT_ENOTSUP for that kind. Any thread; executors already made keep the
+ * ops they were made with. */
+void weft__executor_backend_set(weft_executor_kind kind, const weft__executor_ops *ops);
+
+/* ---------------------------------------------- jobs run in another image */
+
+/* A backend whose workers run in another process image (needs_names) ships
+ * a job's bytes and ends the job when the worker's answer comes back; these
+ * calls replace weft__job_run for it. A BATCH chunk is split into TASK jobs
+ * first, so that each item is sent, and can be cancelled, on its own. */
+
+/* A TASK job is about to be sent: move its future to running. false: it
+ * was cancelled while queued, and the job has been ended (freed, counted);
+ * do not send it. */
+bool weft__job_task_start(weft_executor *ex, weft__job *j);
+
+/* End a started TASK job with the worker's outcome: rc 0 and the result
+ * bytes res[0..len), or rc < 0 and a message (may be NULL). Frees j,
+ * finishes its future (callbacks run on the calling thread: call with no
+ * lock held) and counts the completion. A result that cannot be stored
+ * fails the future with WEFT_ENOMEM. */
+void weft__job_task_end(weft_executor *ex, weft__job *j, int rc, const void *res, size_t len,
+                        const char *msg);
+
+/* Replace the BATCH chunk j by one TASK job per item, newest first
+ * (returned; *oldest the first item), each with its copied argument, the
+ * item's future as ref and j's task; *n receives how many. j is ended. An
+ * item whose job cannot be allocated fails at once with WEFT_ENOMEM (so the
+ * chain may be shorter than the chunk, even NULL). */
+weft__job *weft__job_batch_split(weft_executor *ex, weft__job *j, weft__job **oldest,
+                                 uint64_t *n);
+
+/* What a MAP chunk asks for: items [lo, hi) of a map whose inputs are
+ * in_size bytes each (item i at in + (i - lo) * in_size) and whose results
+ * are out_size bytes each. */
+typedef struct weft__map_view {
+  const void *in;
+  size_t in_size;
+  size_t out_size;
+  size_t lo, hi;
+} weft__map_view;
+
+/* A MAP chunk is about to be sent: claim it and describe it in *v. false:
+ * the map's caller cancelled it (its deadline passed), the job has been
+ * ended; do not send it. */
+bool weft__job_map_start(weft__job *j, weft__map_view *v);
+
+/* Has the map of a started MAP chunk been given up by its caller (its
+ * deadline passed)? The worker should then stop before its next item. */
+bool weft__job_map_stopping(const weft__job *j);
+
+/* End a started MAP chunk: the first `ran` items ran, their results are
+ * out[0 .. ran * out_size) (written to the map's output array); nfail of
+ * them failed, item lo + fail_at[k] with code fail_code[k]. When ran is
+ * short of the chunk and stop_code is not 0, the item at lo + ran counts as
+ * failed with stop_code (WEFT_ECANCELED for a shutdown that cancels); with
+ * stop_code 0 the rest were left because the caller gave up. Frees j and
+ * counts the chunk's items as completed. */
+void weft__job_map_end(weft_executor *ex, weft__job *j, const void *out, size_t ran,
+                       const uint32_t *fail_at, const int32_t *fail_code, size_t nfail,
+                       int stop_code);
+
+/* Run one task as a worker in another image does: fn(arg) with its result
+ * going to scratch (SINK_SCRATCH) or, for a map item, to slot. The outcome
+ * as weft__task_ctx_outcome; *res / *res_len the result (valid until the
+ * next run with the same scratch) and *msg a copy of the failure message
+ * (weft__free it; NULL if none or no memory). */
+int weft__task_run_detached(weft_task_fn *fn, const void *arg, size_t len, void *slot,
+                            size_t slot_size, bool to_slot, weft__scratch *scratch,
+                            const void **res, size_t *res_len, char **msg);
+
+/* The registered tasks, sorted by name: a weft__malloc'ed array of n
+ * pointers to registry entries (each valid for the life of the process) in
+ * *out. 0, or WEFT_ENOMEM. Any thread. */
+int weft__task_registry_list(const weft_task ***out, size_t *n);
 
 /* The backend's workers have all gone idle: free what the front end keeps
  * for reuse (finished batches, spare jobs beyond a few thousand). Called

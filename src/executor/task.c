@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -297,3 +298,41 @@ int weft__task_ctx_outcome(const weft_task_ctx *ctx, int rc) {
 }
 
 const char *weft__task_ctx_message(const weft_task_ctx *ctx) { return ctx->msg; }
+
+/* --------------------------------------------- for other process images */
+
+int weft__task_run_detached(weft_task_fn *fn, const void *arg, size_t len, void *slot,
+                            size_t slot_size, bool to_slot, weft__scratch *scratch,
+                            const void **res, size_t *res_len, char **msg) {
+  weft_task_ctx ctx;
+  weft__task_ctx_init(&ctx, to_slot ? WEFT__SINK_SLOT : WEFT__SINK_SCRATCH, NULL, slot,
+                      slot_size, scratch);
+  int rc = weft__task_ctx_outcome(&ctx, fn(&ctx, arg, len));
+  *res = ctx.buf;
+  *res_len = ctx.result_len;
+  *msg = NULL;
+  if (rc && ctx.msg) *msg = weft__strdup(ctx.msg);
+  weft__task_ctx_fini(&ctx);
+  return rc;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+  return strcmp((*(const weft_task *const *)a)->name, (*(const weft_task *const *)b)->name);
+}
+
+int weft__task_registry_list(const weft_task ***out, size_t *n) {
+  pthread_mutex_lock(&g_mu);
+  size_t k = 0;
+  const weft_task **v = weft__malloc((g_count ? g_count : 1) * sizeof *v);
+  if (!v) {
+    pthread_mutex_unlock(&g_mu);
+    return WEFT_ENOMEM;
+  }
+  for (size_t i = 0; i < g_cap; i++)
+    if (g_table[i]) v[k++] = &g_table[i]->task;
+  pthread_mutex_unlock(&g_mu);
+  qsort(v, k, sizeof *v, entry_cmp);
+  *out = v;
+  *n = k;
+  return 0;
+}

@@ -16,9 +16,11 @@
 #ifndef WEFT_TESTS_CONFORMANCE_H
 #define WEFT_TESTS_CONFORMANCE_H
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "weft_test.h"
 
@@ -42,13 +44,29 @@ typedef struct conf_shared {
 
 static conf_shared *conf_sh;
 
-static void conf_setup(void) {
-  if (!conf_sh) {
-    void *p = mmap(NULL, sizeof *conf_sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
-    ASSERT(p != MAP_FAILED);
-    conf_sh = p;
+/* Workers that are not forked from the test (MPI ranks, launched apart)
+ * share the state through this file instead, mapped by every process
+ * before it starts serving (conf_map_shared); NULL: anonymous shared memory. */
+static const char *conf_shared_file;
+
+static void conf_map_shared(void) {
+  if (conf_sh) return;
+  void *p;
+  if (conf_shared_file) {
+    int fd = open(conf_shared_file, O_RDWR | O_CREAT, 0600);
+    ASSERT(fd >= 0);
+    ASSERT(ftruncate(fd, sizeof *conf_sh) == 0);
+    p = mmap(NULL, sizeof *conf_sh, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+  } else {
+    p = mmap(NULL, sizeof *conf_sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   }
+  ASSERT(p != MAP_FAILED);
+  conf_sh = p;
+}
+
+static void conf_setup(void) {
+  conf_map_shared();
   memset(conf_sh, 0, sizeof *conf_sh);
 }
 

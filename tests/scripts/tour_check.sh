@@ -21,3 +21,10 @@ check 'queue.PriorityQueue gets: 1 2 3 4 5'
 check 'queue.LifoQueue gets: 2 1 4 3 5'
 check '=== gevent_threadpool:'
 check 'Running "time.sleep(1)" 4 times with 3 threads. Should take about 2 seconds: 0\.[2-3][0-9][0-9]s'
+check '=== mpi: many machines, many processes'
+# Part 4 runs when weft was built with MPI; without it the demo says so.
+if ! printf '%s\n' "$out" | grep -q 'skipped: this weft was built without MPI'; then
+  check 'rank 0 of 3: map(f, range(10)) on 2 worker ranks'
+  printf '%s\n' "$out" | grep -A1 'rank 0 of 3' | grep -q '\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]' ||
+    { echo "tour output lacks the MPI squares" >&2; exit 1; }
+fi
