@@ -47,6 +47,7 @@ WORKLOADS = {
     "W1": "w1_pool",
     "W2": "w2_cpu",
     "W4": "w4_queue",
+    "W8": "w8_mpi",
 }
 
 DEFAULT_REPS = 5

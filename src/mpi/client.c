@@ -36,13 +36,19 @@
  * submits return WEFT_EBROKEN. An answer that is malformed fails the
  * records it should have answered with -EPROTO.
  *
- * Locking: q_mu guards the FIFO (fifo_head, fifo_tail, fifo_len), taken by
- * the communication thread to append and pop and by shutdown to cancel
- * what is queued; no user code runs under it (cancellation happens after
- * the FIFO is taken out from under the lock). `incoming` is a lock-free
- * stack taken whole. Flags and counters are atomics. Everything else
- * belongs to the communication thread, or to create/destroy before it
- * starts and after it is joined.
+ * Shutdown with cancel_futures: the communication thread itself cancels
+ * what was not sent (it alone may hold jobs between the stack and the
+ * FIFO), and the caller waits until it has, so that every such future is
+ * cancelled when weft_executor_shutdown returns. Map chunks already sent
+ * are stopped between items by TAG_CANCEL, as a map's deadline does.
+ *
+ * Locking: q_mu guards the FIFO (fifo_head, fifo_tail; fifo_len is written
+ * under it and read anywhere), taken by the communication thread to append,
+ * pop and cancel; no user code runs under it (jobs are taken out from under
+ * the lock before they are ended). `incoming` is a lock-free stack taken
+ * whole. Flags and counters are atomics. Everything else belongs to the
+ * communication thread, or to create/destroy before it starts and after it
+ * is joined.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -108,7 +114,9 @@ typedef struct mpi_be {
   _Atomic int submitting;                     /* submits between their check and push */
 
   _Alignas(64) atomic_bool shut;
-  atomic_bool cancel_pending; /* shutdown with CANCEL_PENDING */
+  atomic_bool cancel_pending; /* shutdown with CANCEL_PENDING was called */
+  atomic_bool cancel_done;    /* ... and the thread cancelled what was queued */
+  _Atomic uint32_t acks;      /* bumped at cancel_done and at finished (futex word) */
   atomic_bool broken;
   _Atomic uint32_t finished;  /* the thread is done (futex word) */
 
@@ -192,6 +200,8 @@ static void fail_unsent(mpi_be *be, weft__job *j, int code) {
 
 /* ---------------------------------------------------------------- intake */
 
+static void cancel_list(mpi_be *be, weft__job *j);
+
 /* Move what submitters pushed to the FIFO, oldest first, splitting batch
  * chunks. Returns whether anything came. */
 static bool intake(mpi_be *be) {
@@ -242,6 +252,10 @@ static bool intake(mpi_be *be) {
     j = nx;
   }
   if (!head) return true;
+  if (atomic_load_explicit(&be->cancel_done, memory_order_relaxed)) {
+    cancel_list(be, head); /* a submit that raced a cancelling shutdown */
+    return true;
+  }
   pthread_mutex_lock(&be->q_mu);
   if (be->fifo_tail) be->fifo_tail->next = head; else be->fifo_head = head;
   be->fifo_tail = tail;
@@ -652,6 +666,39 @@ static void break_executor(mpi_be *be, int worker, int code) {
   be->nreqs = 0;
 }
 
+/* Shutdown with CANCEL_PENDING: cancel every job not sent (the FIFO, then
+ * the stack, oldest first). On the communication thread, between steps;
+ * afterwards intake cancels what still comes (submits that raced the
+ * shutdown). */
+static void cancel_list(mpi_be *be, weft__job *j) {
+  while (j) {
+    weft__job *nx = j->next;
+    uint64_t n = weft__job_items(j);
+    atomic_fetch_sub_explicit(&be->queued, n, memory_order_relaxed);
+    note_completed(be, n);
+    weft__job_cancel(be->ex, j);
+    j = nx;
+  }
+}
+
+static void cancel_queued(mpi_be *be) {
+  atomic_store(&be->cancel_pending, true);
+  while (atomic_load(&be->submitting)) sched_yield(); /* between check and push */
+  size_t got;
+  cancel_list(be, fifo_pop(be, SIZE_MAX, &got));
+  weft__job *stack = atomic_exchange(&be->incoming, NULL), *rev = NULL;
+  while (stack) {
+    weft__job *nx = stack->next;
+    stack->next = rev;
+    rev = stack;
+    stack = nx;
+  }
+  cancel_list(be, rev);
+  atomic_store(&be->cancel_done, true);
+  atomic_fetch_add(&be->acks, 1);
+  weft__futex_wake(&be->acks, INT_MAX, 0);
+}
+
 /* ---------------------------------------------------------- the thread */
 
 static bool drained(mpi_be *be) {
@@ -666,6 +713,9 @@ static void *comm_main(void *arg) {
   tls_comm = be;
   int64_t last_progress = weft_now_ns(), nap = NAP_MIN_NS;
   for (;;) {
+    if (atomic_load_explicit(&be->cancel_pending, memory_order_acquire) &&
+        !atomic_load_explicit(&be->cancel_done, memory_order_relaxed))
+      cancel_queued(be);
     bool progress = intake(be);
     bool broken = atomic_load_explicit(&be->broken, memory_order_relaxed);
     if (broken) {
@@ -725,6 +775,8 @@ static void *comm_main(void *arg) {
   }
   atomic_store(&be->finished, 1);
   weft__futex_wake(&be->finished, INT_MAX, 0);
+  atomic_fetch_add(&be->acks, 1);
+  weft__futex_wake(&be->acks, INT_MAX, 0);
   return NULL;
 }
 
@@ -932,40 +984,20 @@ static int mpi_shutdown(void *p, unsigned flags, int64_t deadline_ns) {
   mpi_be *be = p;
   atomic_store(&be->shut, true);
   if (flags & WEFT_SHUTDOWN_CANCEL_PENDING) {
-    atomic_store(&be->cancel_pending, true);
-    /* Wait out submits between their check and their push, then take
-     * everything not sent: the stack and the FIFO. */
-    while (atomic_load(&be->submitting)) sched_yield();
-    weft__job *j = atomic_exchange(&be->incoming, NULL);
-    weft__job *stack = j;
-    pthread_mutex_lock(&be->q_mu);
-    weft__job *fifo = be->fifo_head;
-    be->fifo_head = be->fifo_tail = NULL;
-    atomic_store_explicit(&be->fifo_len, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&be->q_mu);
-    /* Cancel the FIFO first (older), then the stack oldest first. */
-    for (j = fifo; j;) {
-      weft__job *nx = j->next;
-      uint64_t n = weft__job_items(j);
-      weft__job_cancel(be->ex, j);
-      atomic_fetch_sub_explicit(&be->queued, n, memory_order_relaxed);
-      note_completed(be, n);
-      j = nx;
-    }
-    weft__job *rev = NULL;
-    while (stack) {
-      weft__job *nx = stack->next;
-      stack->next = rev;
-      rev = stack;
-      stack = nx;
-    }
-    for (j = rev; j;) {
-      weft__job *nx = j->next;
-      uint64_t n = weft__job_items(j);
-      weft__job_cancel(be->ex, j);
-      atomic_fetch_sub_explicit(&be->queued, n, memory_order_relaxed);
-      note_completed(be, n);
-      j = nx;
+    if (tls_comm == be) {
+      /* From a callback on the thread itself: it is between steps, with
+       * no job taken out of the queues. */
+      cancel_queued(be);
+    } else {
+      /* The thread may hold jobs between the stack and the FIFO: it
+       * cancels, and this call returns once it has. */
+      atomic_store(&be->cancel_pending, true);
+      weft__evc_notify(&be->wake);
+      for (;;) {
+        uint32_t seen = atomic_load(&be->acks);
+        if (atomic_load(&be->cancel_done) || atomic_load(&be->finished)) break;
+        weft__futex_wait(&be->acks, seen, WEFT_FOREVER, 0);
+      }
     }
   }
   weft__evc_notify(&be->wake);

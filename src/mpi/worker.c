@@ -30,6 +30,16 @@
 #include "common/alloc.h"
 #include "mpi/mpi_impl.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+/* Sanitized builds check a worker rank for leaks before MPI_Finalize, while
+ * the MPI libraries' plugins are still loaded (after it, their memory shows
+ * as "unknown module" and cannot be told from weft's). */
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK() __lsan_do_recoverable_leak_check()
+#else
+#define LEAK_CHECK() 0
+#endif
+
 #define SPIN_NS 100000          /* poll without sleeping this long after a message */
 #define NAP_MAX_NS 1000000      /* the back-off's cap */
 #define FLUSH_NS 200000         /* send finished answers after this long */
@@ -438,6 +448,10 @@ void weft__mpi_serve(void) {
       weft__free(W.slots.p);
       weft__scratch_fini(&W.scratch);
       MPI_Comm_free(&weft__mpi.comm);
+      if (LEAK_CHECK()) {
+        fprintf(stderr, "weft mpi: rank %d: leaks found\n", weft__mpi.rank);
+        exit(1);
+      }
       /* Always: the program's own MPI_Finalize, after weft_mpi_init, never
        * runs on a worker rank. */
       MPI_Finalize();

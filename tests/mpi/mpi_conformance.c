@@ -347,6 +347,7 @@ int main(int argc, char **argv) {
   ASSERT_OK(weft_task_register(&T_RANK));
   ASSERT_OK(weft_mpi_init(&argc, &argv, NULL)); /* workers stay inside */
   int failed = mpi_run_cases(argc - 3, argv + 3);
+  mpi_leak_check();
   ASSERT_OK(weft_mpi_finalize());
   return failed != 0;
 }

@@ -14,6 +14,15 @@
 
 #include "mpi_harness.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+void mpi_leak_check(void) {
+  if (__lsan_do_recoverable_leak_check()) weft_test_fail(__FILE__, __LINE__, "leaks on rank 0");
+}
+#else
+void mpi_leak_check(void) {}
+#endif
+
 #define MAX_CASES 128
 
 static struct {

@@ -9,4 +9,9 @@
  * each; returns how many names were unknown (a failed case aborts). */
 int mpi_run_cases(int argc, char **argv);
 
+/* Sanitized builds: check for leaks now, while the MPI libraries' plugins
+ * are loaded (the launcher script turns the check at exit off); fails the
+ * test if any is found. A no-op otherwise. Call before weft_mpi_finalize. */
+void mpi_leak_check(void);
+
 #endif

@@ -21,8 +21,17 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # Sanitized builds: MPI libraries keep memory until exit, by design.
 if [ -n "${WEFT_MPI_SANITIZE:-}" ]; then
   here=$(cd "$(dirname "$0")" && pwd)
-  export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0"
+  # Leaks are checked by the programs before MPI_Finalize (mpi_leak_check
+  # and the worker ranks): at exit the MPI plugins are unloaded and their
+  # memory cannot be told from weft's.
+  export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0:leak_check_at_exit=0"
+  # Full stacks (through the MPI libraries, built without frame pointers),
+  # so that their allocations match the suppressions by library name.
+  export ASAN_OPTIONS="fast_unwind_on_malloc=0:${ASAN_OPTIONS:-}"
   export TSAN_OPTIONS="suppressions=$here/tsan.supp:${TSAN_OPTIONS:-}"
+  # MPICH's UCX transport hooks madvise/mmap, which crashes under TSan when
+  # its own threads exit: no hooks (they only speed up memory registration).
+  export UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no
 fi
 
 case $kind in
