@@ -88,12 +88,12 @@ static int send_now(weft_chan *ch, const void *elem) {
   if (ch->closed) return WEFT_EPIPE;
   weft__waiter *r = pop_waiter(&ch->receivers);
   if (r) {
-    memcpy(r->data, elem, ch->elem_size);
+    weft__copy_elem(r->data, elem, ch->elem_size);
     complete(r, 0);
     return 0;
   }
   size_t tail = (ch->head + ch->len) % ch->cap;
-  memcpy(ch->buf + tail * ch->elem_size, elem, ch->elem_size);
+  weft__copy_elem(ch->buf + tail * ch->elem_size, elem, ch->elem_size);
   ch->len++;
   return 0;
 }
@@ -101,13 +101,13 @@ static int send_now(weft_chan *ch, const void *elem) {
 /* The non-blocking step of a receive; only called when recv_ready. */
 static int recv_now(weft_chan *ch, void *elem) {
   if (ch->len) {
-    memcpy(elem, ch->buf + ch->head * ch->elem_size, ch->elem_size);
+    weft__copy_elem(elem, ch->buf + ch->head * ch->elem_size, ch->elem_size);
     ch->head = (ch->head + 1) % ch->cap;
     ch->len--;
     weft__waiter *s = pop_waiter(&ch->senders);
     if (s) {
       size_t tail = (ch->head + ch->len) % ch->cap;
-      memcpy(ch->buf + tail * ch->elem_size, s->data, ch->elem_size);
+      weft__copy_elem(ch->buf + tail * ch->elem_size, s->data, ch->elem_size);
       ch->len++;
       complete(s, 0);
     }
@@ -115,7 +115,7 @@ static int recv_now(weft_chan *ch, void *elem) {
   }
   weft__waiter *s = pop_waiter(&ch->senders);
   if (s) {
-    memcpy(elem, s->data, ch->elem_size);
+    weft__copy_elem(elem, s->data, ch->elem_size);
     complete(s, 0);
     return 0;
   }

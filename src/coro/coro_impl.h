@@ -178,6 +178,9 @@ struct weft__hub {
   pid_t tid;
 };
 
+/* The calling thread's hub (hub.c); read through the inline helpers. */
+extern __thread weft__hub *weft__tls_hub __attribute__((tls_model("initial-exec")));
+
 /* The calling thread's hub, or NULL (never starts one). */
 weft__hub *weft__hub_get(void);
 /* The calling thread's hub, started if needed (aborts if out of memory:
@@ -186,7 +189,11 @@ weft__hub *weft__hub_start(const char *call);
 bool weft__hub_in_coro(const weft__hub *h);
 
 /* Check that obj_hub is the caller's hub; abort naming call otherwise. */
-weft__hub *weft__hub_check(weft__hub *obj_hub, const char *call);
+__attribute__((noreturn, cold)) void weft__hub_wrong_thread(const char *call);
+static inline weft__hub *weft__hub_check(weft__hub *obj_hub, const char *call) {
+  if (__builtin_expect(obj_hub != weft__tls_hub, 0)) weft__hub_wrong_thread(call);
+  return obj_hub;
+}
 
 /* Park the running coroutine (see the top of this file). what: a static
  * description for the dump. */
@@ -195,8 +202,26 @@ int weft__park(weft__hub *h, int64_t deadline, const char *what, bool cancellabl
 /* Make a parked coroutine ready with result; no-op if it is not parked.
  * weft__wake is for the object that completed the wait (it has unlinked
  * the waiter); weft__wake_abort for timeouts and cancels. */
-void weft__wake(weft_coro *c, int result);
+void weft__timer_remove(weft__hub *h, weft_coro *c);
+static inline void weft__wake(weft_coro *c, int result) {
+  if (c->state != WEFT__CORO_BLOCKED) return;
+  weft__hub *h = c->hub;
+  if (c->heap_idx) weft__timer_remove(h, c);
+  c->wake_result = result;
+  c->state = WEFT__CORO_READY;
+  weft__list_push_back(&h->ready, &c->rq);
+}
 void weft__wake_abort(weft_coro *c, int result);
+
+/* memcpy for element copies: the common small sizes without a call. */
+static inline void weft__copy_elem(void *dst, const void *src, size_t n) {
+  switch (n) {
+  case 4: __builtin_memcpy(dst, src, 4); return;
+  case 8: __builtin_memcpy(dst, src, 8); return;
+  case 16: __builtin_memcpy(dst, src, 16); return;
+  default: __builtin_memcpy(dst, src, n); return;
+  }
+}
 
 /* Park until fd is ready; after_eagain: the caller just got EAGAIN, so no
  * readiness check is needed before parking. */

@@ -26,7 +26,19 @@
 #include "coro/coro_impl.h"
 #include "coro/sanitize.h"
 
-static __thread weft__hub *tls_hub;
+/* initial-exec: the hub pointer is read on every call, and the library is
+ * built position-independent, where the default TLS model costs a call to
+ * __tls_get_addr per access. One pointer of static TLS is well within what
+ * the C library sets aside for libraries, even for one loaded by dlopen. */
+/* Blocking calls link a waiter that lives on their own stack into an
+ * object's list and always unlink it before returning (see coro_impl.h);
+ * GCC's -Wdangling-pointer cannot see the unlink and warns at -O2. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+
+__thread weft__hub *weft__tls_hub __attribute__((tls_model("initial-exec")));
+#define tls_hub weft__tls_hub
 static pthread_key_t hub_key;
 static pthread_once_t hub_key_once = PTHREAD_ONCE_INIT;
 
@@ -89,7 +101,7 @@ static int timer_add(weft__hub *h, weft_coro *c, int64_t deadline) {
   return 0;
 }
 
-static void timer_remove(weft__hub *h, weft_coro *c) {
+void weft__timer_remove(weft__hub *h, weft_coro *c) {
   size_t i = c->heap_idx;
   if (!i) return;
   c->heap_idx = 0;
@@ -110,15 +122,6 @@ static void timers_expire(weft__hub *h) {
 }
 
 /* ------------------------------------------------------- park and wake */
-
-void weft__wake(weft_coro *c, int result) {
-  if (c->state != WEFT__CORO_BLOCKED) return;
-  weft__hub *h = c->hub;
-  timer_remove(h, c);
-  c->wake_result = result;
-  c->state = WEFT__CORO_READY;
-  weft__list_push_back(&h->ready, &c->rq);
-}
 
 /* Wake c for a reason of its own (timeout, cancel): unlink its waiter so
  * that no object completes a hand-off to it after this. */
@@ -283,10 +286,8 @@ weft__hub *weft__hub_start(const char *call) {
   return h;
 }
 
-weft__hub *weft__hub_check(weft__hub *obj_hub, const char *call) {
-  if (WEFT_UNLIKELY(obj_hub != tls_hub))
-    weft__misuse(call, "object belongs to another thread's hub");
-  return obj_hub;
+void weft__hub_wrong_thread(const char *call) {
+  weft__misuse(call, "object belongs to another thread's hub");
 }
 
 static void coro_free_record(weft__hub *h, weft_coro *c) {
@@ -622,7 +623,7 @@ void weft_coro_group_destroy(weft_coro_group *g) {
 
 /* xorshift32 per thread: only for fair choice among ready select arms. */
 uint32_t weft__hub_rand(void) {
-  static __thread uint32_t s;
+  static __thread uint32_t s __attribute__((tls_model("initial-exec")));
   if (!s) s = (uint32_t)(uintptr_t)&s ^ (uint32_t)weft_now_ns() ^ 0x9e3779b9u;
   s ^= s << 13;
   s ^= s >> 17;
