@@ -83,7 +83,8 @@ def gevent_spawn(impl, variant, n):
     if not all(g.successful() for g in gs):
         sys.exit("not all finished")
     if variant == "mem":
-        emit("W6b", impl, variant, n, (rss1 - rss0) * 1024 / n, "B/coro", secs)
+        # KiB growth rounded up to the next KiB, as in every W6b program.
+        emit("W6b", impl, variant, n, (rss1 - rss0 + 1) * 1024 / n, "B/coro", secs)
     else:
         emit("W6b", impl, variant, n, n / secs, "coros/s", secs)
 

@@ -2,8 +2,10 @@
 
 Spawn N coroutines that each yield once, then wait for all of them; the
 figure is coroutines/s from the first spawn to the end of the wait, and
-(variant "mem") the growth of the process's peak RSS over the run divided by
-N, in bytes per coroutine (lower is better).
+(variant "mem") the growth of the process's peak RSS over the run (the
+kernel's KiB figure, rounded up to the next KiB so that a growth under 1 KiB
+is an upper bound rather than 0) divided by N, in bytes per coroutine (lower
+is better).
 
 weft: weft_coro_spawn into a group, weft_coro_group_join, one thread. A
 weft spawn runs the child at once (as libdill does) and the spawner waits at

@@ -145,6 +145,35 @@ WEFT_API bool weft_hub_active(void);
  * Thread-safety: the hub's own thread. */
 WEFT_API size_t weft_hub_dump(FILE *out);
 
+/* What the watchdog reports about a stall. */
+typedef struct weft_hub_stall {
+  int tid;                 /* the hub's thread (gettid) */
+  uint64_t coro_id;        /* the coroutine that runs; 0: the thread's main one */
+  char coro_name[32];
+  const char *spawn_file;  /* where it was spawned ("(thread)" for main) */
+  int spawn_line;
+  int64_t blocked_ns;      /* how long the hub has not switched, so far */
+} weft_hub_stall;
+
+typedef void weft_hub_stall_fn(const weft_hub_stall *stall, void *ud);
+
+/* Watch this thread's hub (gevent's monitor thread): whenever one
+ * coroutine keeps the hub from switching for threshold_ns or longer (a
+ * blocking call that was not made cooperative, a long computation), call
+ * fn(stall, ud) once for that stall, on weft's watchdog thread (one per
+ * process, started on first use), while the coroutine is still running.
+ * fn NULL prints "weft watchdog: coroutine "name" (#id, spawned at f:l)
+ * has kept the hub of thread T from switching for X ms" to stderr. Time the
+ * hub spends waiting in its poller is not a stall. Calling again replaces
+ * the threshold and callback; threshold_ns 0 stops watching. Costs one
+ * branch per switch when off and a few stores per switch when on. Returns
+ * 0, WEFT_EINVAL (negative threshold), WEFT_ENOMEM, or -errno if the thread
+ * cannot start. After fork the child's hub is not watched until this is
+ * called again. Thread-safety: the hub's own thread; fn must be
+ * thread-safe and must not call coroutine functions (it runs on another
+ * thread). */
+WEFT_API int weft_hub_watchdog(int64_t threshold_ns, weft_hub_stall_fn *fn, void *ud);
+
 /* Number of coroutines of this thread's hub that have not finished (the
  * main coroutine not counted). 0 on a thread without a hub. */
 WEFT_API size_t weft_hub_count(void);

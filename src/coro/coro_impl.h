@@ -176,6 +176,7 @@ struct weft__hub {
   const void *root_stack_lo; /* bounds of the thread's stack (ASan) */
   size_t root_stack_size;
   pid_t tid;
+  struct weft__wd *wd;       /* watchdog record while watched (watchdog.c) */
 };
 
 /* The calling thread's hub (hub.c); read through the inline helpers. */
@@ -252,6 +253,12 @@ size_t weft__stack_round(size_t size);
  * stack. Returns 0 or -errno. */
 int weft__overflow_init(weft__hub *h);
 void weft__overflow_fini(weft__hub *h);
+
+/* Watchdog (watchdog.c): publish a switch to c / entering or leaving an
+ * idle poll; drop the hub's record. */
+void weft__wd_note(struct weft__wd *w, const weft_coro *c);
+void weft__wd_idle(struct weft__wd *w, bool idle);
+void weft__wd_fini(weft__hub *h);
 
 /* Random number for select (xorshift, per hub thread). */
 uint32_t weft__hub_rand(void);

@@ -144,6 +144,7 @@ static void recycle(weft__hub *h, weft_coro *c);
 static void switch_to(weft__hub *h, weft_coro *self, weft_coro *next) {
   h->current = next;
   next->state = WEFT__CORO_RUNNING;
+  if (WEFT_UNLIKELY(h->wd != NULL)) weft__wd_note(h->wd, next);
   const void *lo = next->is_root ? h->root_stack_lo : next->stack.lo;
   size_t size = next->is_root ? h->root_stack_size : next->stack.size;
   weft__san_start_switch(self->state == WEFT__CORO_DONE ? NULL : &self->asan_fake, lo, size);
@@ -318,6 +319,7 @@ static void hub_free(weft__hub *h) {
     h->coro_cache = c->arg;
     weft__free(c);
   }
+  weft__wd_fini(h);
   weft__stack_cache_fini(h);
   weft__remote_fini(h);
   weft__poll_fini(h);

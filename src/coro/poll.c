@@ -94,6 +94,8 @@ void weft__poll_io(weft__hub *h, int64_t timeout_ns) {
   struct epoll_event evs[64];
   int n;
   h->in_scheduler = true;
+  bool idle = timeout_ns != 0 && h->wd;
+  if (idle) weft__wd_idle(h->wd, true);
   for (;;) {
     if (!h->pwait2_missing) {
       struct timespec ts, *tsp = NULL;
@@ -120,6 +122,7 @@ void weft__poll_io(weft__hub *h, int64_t timeout_ns) {
     n = 0;
     break;
   }
+  if (idle) weft__wd_idle(h->wd, false);
   h->in_scheduler = false;
   for (int i = 0; i < n; i++) {
     if (evs[i].data.u64 == REMOTE_TAG)

@@ -32,7 +32,7 @@ build)
     -DWEFT_BUILD_EXAMPLES=OFF >"$out.log" 2>&1 || { cat "$out.log"; exit 1; }
   grep -q "$want" "$out/CMakeFiles/weft_objects.dir/build.make" ||
     { echo "the $kind build does not compile $want" >&2; exit 1; }
-  cmake --build "$out" -j2 --target coro_test_hub coro_test_chan coro_test_io >>"$out.log" 2>&1 ||
+  cmake --build "$out" -j2 --target coro_test_hub coro_test_chan coro_test_io coro_test_watchdog >>"$out.log" 2>&1 ||
     { tail -50 "$out.log"; exit 1; }
   if [ "$kind" = aarch64 ]; then
     # ELF e_machine (offset 18) of an aarch64 binary is 183.

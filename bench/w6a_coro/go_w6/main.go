@@ -113,7 +113,8 @@ func main() {
 			die("not all finished")
 		}
 		if variant == "mem" {
-			emit("W6b", impl, variant, n, float64(rss1-rss0)*1024/float64(n), "B/coro", secs)
+			// KiB growth rounded up to the next KiB, as in every W6b program.
+			emit("W6b", impl, variant, n, float64(rss1-rss0+1)*1024/float64(n), "B/coro", secs)
 		} else {
 			emit("W6b", impl, variant, n, float64(n)/secs, "coros/s", secs)
 		}
