@@ -20,7 +20,7 @@ UNIT = "roundtrips/s"
 HIGHER_IS_BETTER = True
 UNITS = {"ns": False}  # the switch rows: lower is better
 
-N_NATIVE = 4_000_000   # weft and Go: 3-20 M round trips/s
+N_NATIVE = 10_000_000  # weft and Go: 3-20 M round trips/s, so 0.5-3 s per run
 N_GREENLET = 1_000_000
 N_GEVENT = 200_000     # gevent Events: ~0.2-0.3 M/s
 

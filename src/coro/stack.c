@@ -34,10 +34,16 @@
 #include "coro/coro_impl.h"
 #include "coro/sanitize.h"
 
+/* Every hub thread may ask first: a relaxed atomic (they all store the
+ * same value). */
 static size_t page_size(void) {
   static size_t ps;
-  if (!ps) ps = (size_t)sysconf(_SC_PAGESIZE);
-  return ps;
+  size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
+  if (!v) {
+    v = (size_t)sysconf(_SC_PAGESIZE);
+    __atomic_store_n(&ps, v, __ATOMIC_RELAXED);
+  }
+  return v;
 }
 
 size_t weft__stack_round(size_t size) {

@@ -1,5 +1,6 @@
 /* The hub: spawn, join, cancel, yield, sleep, groups, timers, the dump,
  * deadlock and stack-overflow reports, one hub per thread. */
+#include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -447,4 +448,28 @@ TEST(fp_state_kept) {
   ASSERT(b == eb);
   weft_coro_release(x);
   weft_coro_release(y);
+}
+
+/* The floating-point control state (rounding mode) is per coroutine: the
+ * switch saves and restores it. */
+static int round_up_coro(void *arg) {
+  (void)arg;
+  if (fesetround(FE_UPWARD) != 0) return -1;
+  weft_coro_yield();
+  int ok = fegetround() == FE_UPWARD;
+  fesetround(FE_TONEAREST);
+  return ok;
+}
+
+TEST(fp_control_per_coroutine) {
+  ASSERT_EQ(fegetround(), FE_TONEAREST);
+  weft_coro *c;
+  ASSERT_OK(weft_coro_spawn(&c, round_up_coro, NULL, NULL));
+  /* c set FE_UPWARD and yielded: ours is untouched. */
+  ASSERT_EQ(fegetround(), FE_TONEAREST);
+  int st = 0;
+  ASSERT_OK(weft_coro_join(c, WEFT_FOREVER, &st));
+  ASSERT_EQ(st, 1);
+  ASSERT_EQ(fegetround(), FE_TONEAREST);
+  weft_coro_release(c);
 }

@@ -36,10 +36,18 @@ weft__ctx_switch:
 	subq	$8, %rsp
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+	movl	(%rsp), %eax
+	movzwl	4(%rsp), %edx
 	movq	%rsp, (%rdi)
 	movq	(%rsi), %rsp
-	ldmxcsr	(%rsp)
-	fldcw	4(%rsp)
+	/* Reload the control words only when they differ from the ones in
+	 * force: ldmxcsr and fldcw are slow, and coroutines almost never
+	 * change them. */
+	cmpl	(%rsp), %eax
+	jne	2f
+1:	cmpw	4(%rsp), %dx
+	jne	3f
+4:
 	addq	$8, %rsp
 	popq	%r15
 	popq	%r14
@@ -48,6 +56,10 @@ weft__ctx_switch:
 	popq	%rbx
 	popq	%rbp
 	ret
+2:	ldmxcsr	(%rsp)
+	jmp	1b
+3:	fldcw	4(%rsp)
+	jmp	4b
 	.cfi_endproc
 	.size	weft__ctx_switch, .-weft__ctx_switch
 
