@@ -32,12 +32,15 @@
  *    every task that is still waiting in the client.
  *  - Done callbacks run on the client's communication thread: they must not
  *    block on futures of the same executor.
- *  - A worker rank that dies, or any MPI error on weft's communicator,
- *    breaks the executor: the tasks it was running fail with
- *    WEFT_EWORKERDIED, every other unfinished task with WEFT_EBROKEN, and
- *    later submits return WEFT_EBROKEN. (Most launchers, Open MPI's and
- *    MPICH's by default, end the whole job when a rank dies; the launcher
- *    then exits non-zero.)
+ *  - A worker rank that dies ends the job under Open MPI's and MPICH's
+ *    launchers by default: every rank is killed and the launcher exits
+ *    non-zero. Under a launcher that keeps the job alive (mpirun
+ *    --enable-recovery), the client sees a dead rank on its own host
+ *    within about 0.1 s, and any MPI error on weft's communicator at once:
+ *    the executor breaks, the dead rank's tasks fail with WEFT_EWORKERDIED,
+ *    every other unfinished task with WEFT_EBROKEN, later submits return
+ *    WEFT_EBROKEN, and weft_mpi_finalize ends the job (MPI_Abort) instead
+ *    of waiting for the dead rank.
  *  - A malformed message or a task name a worker does not know comes back
  *    as a failed future (-EPROTO, WEFT_ENOTASK), never a crash.
  *
@@ -77,8 +80,11 @@ WEFT_API int weft_mpi_init(int *argc, char ***argv, const weft_mpi_opts *opts);
 /* On the client: tell every worker rank to finish, then finalize MPI
  * (only if weft_mpi_init initialized it). Returns 0, WEFT_EBUSY (an MPI
  * executor is still alive: destroy it first), WEFT_EALREADY (finalized
- * already, or never initialized). If the program never calls it, an exit
- * handler does it. Thread-safety: the thread that called weft_mpi_init. */
+ * already, or never initialized). After an executor broke (a rank died),
+ * ends the whole job with MPI_Abort instead, and does not return. If the
+ * program never calls it, an exit handler does it (and aborts the job if an
+ * executor is still alive then). Thread-safety: the thread that called
+ * weft_mpi_init. */
 WEFT_API int weft_mpi_finalize(void);
 
 /* This process's rank in MPI_COMM_WORLD and the job's size, or -1 before

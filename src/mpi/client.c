@@ -52,6 +52,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -59,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/evc.h"
@@ -71,6 +73,7 @@
 #define SPIN_NS 50000             /* poll without napping this long after progress */
 #define NAP_MIN_NS 2000
 #define NAP_MAX_NS 1000000
+#define ALIVE_CHECK_NS 100000000 /* look at local workers' processes this often */
 #define HELLO_TIMEOUT_NS (60ll * 1000000000) /* a worker that never answers */
 
 typedef struct flight {
@@ -85,6 +88,9 @@ typedef struct flight {
 
 typedef struct wk {
   int rank;
+  pid_t pid;         /* the rank's process, from its hello answer */
+  bool local;        /* on this host: its death can be seen in /proc */
+  unsigned long long start; /* its start time (/proc/pid/stat), against pid reuse */
   flight *ring;      /* records in flight, oldest at head */
   unsigned head, n, cap;
   unsigned window;   /* records that may be in flight */
@@ -640,14 +646,56 @@ static int receive(mpi_be *be, bool *progress, int *from) {
   return 0;
 }
 
+/* ------------------------------------------------------- dead workers */
+
+/* A launcher that keeps the job alive when a rank dies (Open MPI's
+ * --enable-recovery) leaves MPI silent about it: the client would wait for
+ * answers that never come. A worker on this host is watched through /proc
+ * while it has records in flight: gone, a zombie, or another process under
+ * its pid (start time changed) means dead. Ranks on other hosts have no
+ * such window; there the launchers' default, ending the job, applies. */
+static unsigned long long proc_start_time(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  /* After the command's closing parenthesis: state, then fields 4..; the
+   * start time is field 22. */
+  char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return 0;
+  char state = p[2];
+  if (state == 'Z' || state == 'X' || state == 'x') return 0;
+  p += 2;
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  return p ? strtoull(p, NULL, 10) : 0;
+}
+
+static bool worker_gone(const wk *w) {
+  if (!w->local) return false;
+  unsigned long long t = proc_start_time(w->pid);
+  return t == 0 || t != w->start;
+}
+
 /* ------------------------------------------------------------- breaking */
 
 static void break_executor(mpi_be *be, int worker, int code) {
   if (atomic_load(&be->broken)) return;
   be->broken_code = code;
   atomic_store(&be->broken, true);
-  fprintf(stderr, "weft mpi: MPI failed talking to rank %d (%s); the executor is broken\n",
-          worker >= 0 ? be->w[worker].rank : -1, weft_strerror(code));
+  atomic_store(&weft__mpi.broken, true);
+  if (code == WEFT_EWORKERDIED)
+    fprintf(stderr, "weft mpi: worker rank %d (pid %d) died; the executor is broken\n",
+            be->w[worker].rank, (int)be->w[worker].pid);
+  else
+    fprintf(stderr, "weft mpi: MPI failed talking to rank %d (%s); the executor is broken\n",
+            worker >= 0 ? be->w[worker].rank : -1, weft_strerror(code));
   for (unsigned wi = 0; wi < be->nw; wi++) {
     wk *w = &be->w[wi];
     int c = (int)wi == worker ? WEFT_EWORKERDIED : WEFT_EBROKEN;
@@ -711,7 +759,7 @@ static bool drained(mpi_be *be) {
 static void *comm_main(void *arg) {
   mpi_be *be = arg;
   tls_comm = be;
-  int64_t last_progress = weft_now_ns(), nap = NAP_MIN_NS;
+  int64_t last_progress = weft_now_ns(), nap = NAP_MIN_NS, last_alive_check = 0;
   for (;;) {
     if (atomic_load_explicit(&be->cancel_pending, memory_order_acquire) &&
         !atomic_load_explicit(&be->cancel_done, memory_order_relaxed))
@@ -747,6 +795,16 @@ static void *comm_main(void *arg) {
     }
     bool waiting = !broken && !drained(be);
     if (waiting && now - last_progress < SPIN_NS) continue;
+    if (waiting && now - last_alive_check >= ALIVE_CHECK_NS) {
+      last_alive_check = now;
+      for (unsigned wi = 0; wi < be->nw; wi++) {
+        if (be->w[wi].n && worker_gone(&be->w[wi])) {
+          break_executor(be, (int)wi, WEFT_EWORKERDIED);
+          break;
+        }
+      }
+      continue;
+    }
     uint32_t seq = weft__evc_prepare(&be->wake);
     if (atomic_load(&be->incoming)) continue;
     if (!waiting && atomic_load(&be->shut)) {
@@ -875,14 +933,33 @@ static int hello(mpi_be *be) {
     weft__mpi_nap(nap);
     if (nap < 200000) nap *= 2;
   }
+  char myhost[HOST_NAME_MAX + 1] = "";
+  gethostname(myhost, sizeof myhost - 1);
   for (unsigned wi = 0; wi < be->nw; wi++) {
-    int32_t st;
-    memcpy(&st, acks[wi] + 4, sizeof st);
-    acks[wi][1023] = 0;
+    int got = 0;
+    MPI_Get_count(&sts[2 * wi], MPI_BYTE, &got);
+    if (got < 18 || got > 1024) {
+      fprintf(stderr, "weft mpi: rank %d answered the hello with %d bytes\n", be->w[wi].rank,
+              got);
+      if (r == 0) r = -EPROTO;
+      continue;
+    }
+    char *a = acks[wi];
+    a[got < 1024 ? got : 1023] = 0;
+    int32_t st, pid;
+    memcpy(&st, a + 4, sizeof st);
+    memcpy(&pid, a + 8, sizeof pid);
+    const char *host = a + 16;
+    const char *why = host + strlen(host) + 1;
+    if (why >= a + got) why = "";
     if (st != 0 && r == 0) {
-      fprintf(stderr, "weft mpi: the ranks registered different tasks: %s\n", acks[wi] + 8);
+      fprintf(stderr, "weft mpi: the ranks registered different tasks: %s\n", why);
       r = st == WEFT_ENOTASK ? WEFT_ENOTASK : -EPROTO;
     }
+    wk *w = &be->w[wi];
+    w->pid = pid;
+    w->local = pid > 0 && strcmp(host, myhost) == 0;
+    if (w->local) w->start = proc_start_time(pid);
   }
   if (r) {
     uint32_t magic = WEFT__MPI_MAGIC;

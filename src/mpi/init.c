@@ -102,6 +102,13 @@ int weft_mpi_init(int *argc, char ***argv, const weft_mpi_opts *opts) {
 int weft_mpi_finalize(void) {
   if (!weft__mpi.inited || weft__mpi.finalized) return WEFT_EALREADY;
   if (atomic_load(&weft__mpi.live)) return WEFT_EBUSY;
+  if (atomic_load(&weft__mpi.broken)) {
+    /* A rank died or MPI failed under an executor: a clean MPI_Finalize
+     * would wait for it. End the job, non-zero, instead. */
+    fprintf(stderr, "weft mpi: the MPI executor broke (a rank died?); aborting the job\n");
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   weft__executor_backend_set(WEFT_EXECUTOR_MPI, NULL);
   weft__mpi.finalized = true;
   uint32_t magic = WEFT__MPI_MAGIC;

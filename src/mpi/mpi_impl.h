@@ -16,7 +16,8 @@
  *     TAG_HELLO    open an executor: u32 magic, u32 count, then count task
  *                  names, each NUL-terminated, sorted. The worker answers
  *                  TAG_HELLO_ACK: u32 magic, i32 status (0 or WEFT_ENOTASK),
- *                  then a NUL-terminated explanation.
+ *                  i32 its pid, u32 pad, then its host name and an
+ *                  explanation, each NUL-terminated.
  *     TAG_WORK     work_hdr, then count records: work_rec, the task name
  *                  (name_len bytes, padded) when task == TASK_BY_NAME, then
  *                  the data (TASK: arg_len bytes; MAP: nitems * in_size),
@@ -36,6 +37,7 @@
 #define WEFT_MPI_IMPL_H
 
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -112,6 +114,7 @@ typedef struct weft__mpi_global {
   bool own_mpi;       /* weft_mpi_init called MPI_Init_thread */
   bool finalized;
   _Atomic int live;   /* MPI executors alive (0 or 1) */
+  atomic_bool broken; /* an executor broke: the job cannot finalize cleanly */
 } weft__mpi_global;
 
 extern weft__mpi_global weft__mpi;

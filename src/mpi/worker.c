@@ -25,7 +25,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "mpi/mpi_impl.h"
@@ -261,8 +263,15 @@ reply:
   weft__free(mine);
   {
     buf a = {0};
-    uint32_t h[2] = {WEFT__MPI_MAGIC, (uint32_t)status};
+    /* With this rank's pid and host, so that a client on the same host can
+     * tell when this process is gone (client.c, worker_gone). */
+    uint32_t h[4] = {WEFT__MPI_MAGIC, (uint32_t)status, (uint32_t)getpid(), 0};
     buf_put(&a, h, sizeof h);
+    char host[HOST_NAME_MAX + 1] = "";
+    gethostname(host, sizeof host - 1);
+    size_t hl = strlen(host) + 1;
+    memcpy(buf_room(&a, hl), host, hl);
+    a.len += hl;
     size_t wl = strlen(why) + 1;
     memcpy(buf_room(&a, wl), why, wl);
     a.len += wl;

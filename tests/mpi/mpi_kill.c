@@ -2,9 +2,12 @@
  * A worker rank killed mid-run (SIGKILL, from inside a task) while the
  * other worker is busy and the client waits: the job must end, with the
  * launcher exiting non-zero, never hang. Open MPI's and MPICH's launchers
- * end the whole job when a rank dies; a launcher that lets the client live
- * on makes the executor broken instead, and the client reports that and
- * exits 1. Run by mpi_run.sh with --expect-fail under 3 ranks.
+ * end the whole job when a rank dies (the client is killed while it
+ * waits); under one that lets the client live on (mpirun --enable-recovery)
+ * the executor sees the rank's process gone, fails its task with
+ * WEFT_EWORKERDIED and the rest with WEFT_EBROKEN, destroy returns, and
+ * weft_mpi_finalize ends the job non-zero. Run by mpi_run.sh with
+ * --expect-fail under 3 ranks.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -59,8 +62,28 @@ int main(int argc, char **argv) {
     printf("UNEXPECTED: no news of the dead rank after 60 s\n");
     return 1;
   }
-  printf("client lived on: the killed task says %s; executor %s\n", weft_err_name(r),
-         weft_err_name(weft_executor_submit(ex, &T_NAP, &ms, sizeof ms, NULL)));
+  /* The launcher let the client live on (Open MPI's --enable-recovery):
+   * the executor must say so, and the job must still end non-zero. */
+  if (r == WEFT_EWORKERDIED) {
+    printf("EXPECTED: the killed task failed with %s\n", weft_err_name(r));
+  } else {
+    printf("UNEXPECTED: the killed task says %s\n", weft_err_name(r));
+    fflush(stdout);
+    _exit(1);
+  }
+  int s = weft_future_result(slow, weft_deadline_in_ms(60000), NULL, NULL);
+  int sub = weft_executor_submit(ex, &T_NAP, &ms, sizeof ms, NULL);
+  printf("%s: the other task %s, submit %s\n",
+         (s == 0 || s == WEFT_EBROKEN) && sub == WEFT_EBROKEN ? "EXPECTED" : "UNEXPECTED",
+         weft_err_name(s), weft_err_name(sub));
+  fflush(stdout);
+  weft_future_release(fatal);
+  weft_future_release(slow);
+  weft_executor_destroy(ex); /* must not hang */
+  printf("EXPECTED: destroyed; finalizing aborts the job\n");
+  fflush(stdout);
+  weft_mpi_finalize(); /* MPI_Abort: does not return */
+  printf("UNEXPECTED: weft_mpi_finalize returned\n");
   fflush(stdout);
   _exit(1);
 }
