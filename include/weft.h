@@ -14,6 +14,7 @@
 #include "weft/future.h"
 #include "weft/executor.h"
 #include "weft/process.h"
+#include "weft/shmq.h"
 #include "weft/coro.h"
 #include "weft/mpi.h" /* the MPI backend: its calls live in the library weft_mpi */
 

@@ -35,16 +35,19 @@
 #define WEFT__EVC_SLEEPERS 1u
 
 /* Wake the sleepers of the epoch, if any (see above for what must come
- * first). */
-static inline void weft__evc_notify(_Atomic uint32_t *word) {
+ * first). The _flags form takes WEFT__FUTEX_SHARED for a word in memory
+ * shared between processes (weft_shmq), whose sleepers then sleep with the
+ * same flag. */
+static inline void weft__evc_notify_flags(_Atomic uint32_t *word, unsigned futex_flags) {
   uint32_t w = atomic_load_explicit(word, memory_order_seq_cst);
   if (WEFT_LIKELY(!(w & WEFT__EVC_SLEEPERS))) return;
   /* A failed CAS means another notifier started the new epoch: its wake
    * covers our sleepers too. */
   if (atomic_compare_exchange_strong_explicit(word, &w, (w + 2u) & ~WEFT__EVC_SLEEPERS,
                                               memory_order_release, memory_order_relaxed))
-    weft__futex_wake(word, INT_MAX, 0);
+    weft__futex_wake(word, INT_MAX, futex_flags);
 }
+static inline void weft__evc_notify(_Atomic uint32_t *word) { weft__evc_notify_flags(word, 0); }
 
 /* Register as a sleeper; returns the value to sleep on. Re-check the
  * condition after this and before sleeping. */

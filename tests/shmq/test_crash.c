@@ -1,0 +1,445 @@
+/*
+ * weft_shmq when processes die: a SIGKILL loop against producers and
+ * consumers at random points (no hang, no duplicate, at most one message
+ * lost per kill), a process stopped with SIGSTOP while it holds a claim
+ * (never declared dead; waited for), the same process then killed (the
+ * survivors go on and learn of it), and a storm of SIGSTOP/SIGCONT that
+ * must count no death at all.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include "process/shmq_impl.h"
+#include "shmq_test_util.h"
+
+WEFT_TEST_TIMEOUT(120)
+
+/* ------------------------------------------------------ the kill loop */
+
+#define INC_MAX 8192  /* producer incarnations */
+#define PER_INC 2048  /* messages each incarnation puts at most */
+
+typedef struct tally {
+  _Atomic uint64_t attempted[INC_MAX]; /* a put of seq < attempted was started */
+  _Atomic uint64_t confirmed[INC_MAX]; /* a put of seq < confirmed returned 0 */
+  _Atomic uint8_t seen[INC_MAX][PER_INC]; /* times a consumer took (inc, seq) */
+  _Atomic uint32_t stop;               /* producers: stop putting */
+  _Atomic uint32_t bad;                /* a child saw something wrong */
+} tally;
+
+typedef struct kl_arg {
+  weft_shmq *q;
+  tally *t;
+  uint32_t inc;
+} kl_arg;
+
+static void body(unsigned char *b, size_t len, uint32_t inc, uint32_t s) {
+  for (size_t i = 8; i < len; i++) b[i] = (unsigned char)(inc * 7 + s * 13 + i);
+}
+
+static int kl_producer(void *arg) {
+  kl_arg *a = arg;
+  unsigned char b[700];
+  uint32_t inc = a->inc, rnd = inc * 2654435761u + 1;
+  for (uint32_t s = 0; s < PER_INC && !atomic_load(&a->t->stop); s++) {
+    rnd = rnd * 1103515245 + 12345;
+    size_t len = 8 + (rnd >> 8) % 600; /* 1 to 10 slots of 64 */
+    memcpy(b, &inc, 4);
+    memcpy(b + 4, &s, 4);
+    body(b, len, inc, s);
+    atomic_store(&a->t->attempted[inc], s + 1);
+    int rc;
+    while ((rc = weft_shmq_put(a->q, b, len, WEFT_FOREVER)) == WEFT_EPEERDIED) {
+    }
+    if (rc != 0) {
+      fprintf(stderr, "producer put: %s\n", weft_err_name(rc));
+      return 10;
+    }
+    atomic_store(&a->t->confirmed[inc], s + 1);
+  }
+  return 0;
+}
+
+static int kl_consumer(void *arg) {
+  kl_arg *a = arg;
+  unsigned char b[700];
+  for (;;) {
+    size_t len;
+    int rc = weft_shmq_get(a->q, b, sizeof b, &len, WEFT_FOREVER);
+    if (rc == WEFT_EPEERDIED) continue;
+    if (rc == WEFT_ESHUTDOWN) return 0;
+    if (rc != 0 || len < 8) {
+      fprintf(stderr, "consumer get: %s len %zu\n", weft_err_name(rc), len);
+      return 20;
+    }
+    uint32_t inc, s;
+    memcpy(&inc, b, 4);
+    memcpy(&s, b + 4, 4);
+    if (inc >= INC_MAX || s >= PER_INC) return 21;
+    for (size_t i = 8; i < len; i++)
+      if (b[i] != (unsigned char)(inc * 7 + s * 13 + i)) return 22;
+    atomic_fetch_add(&a->t->seen[inc][s], 1);
+  }
+}
+
+TEST(kill9_loop_producers_and_consumers) {
+  long rounds = weft_test_knob("WEFT_SHMQ_KILL_ROUNDS", 2000);
+  weft_shmq *q = NULL;
+  /* 32 slots of 64 bytes: messages of 1-10 slots wrap the ring constantly. */
+  weft_shmq_opts o = {.capacity = 2048, .slot_size = 64, .msg_max = 640};
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  tally *t = shared_map(sizeof *t);
+  enum { NP = 2, NC = 2 };
+  pid_t prod[NP], cons[NC];
+  uint32_t next_inc = 0;
+  kl_arg arg = {q, t, 0};
+  for (int i = 0; i < NC; i++) cons[i] = spawn(kl_consumer, &arg);
+  for (int i = 0; i < NP; i++) {
+    arg.inc = next_inc++;
+    prod[i] = spawn(kl_producer, &arg);
+  }
+  long pkills = 0, ckills = 0;
+  uint32_t rnd = 4242;
+  for (long r = 0; r < rounds && next_inc < INC_MAX - NP; r++) {
+    rnd = rnd * 1103515245 + 12345;
+    usleep((rnd >> 8) % 700);
+    /* Producers that finished their incarnation are replaced. */
+    for (int i = 0; i < NP; i++) {
+      int st;
+      if (waitpid(prod[i], &st, WNOHANG) == prod[i]) {
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+          fprintf(stderr, "producer status %d exited %d code %d sig %d\n", st, WIFEXITED(st),
+                  WEXITSTATUS(st), WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        arg.inc = next_inc++;
+        prod[i] = spawn(kl_producer, &arg);
+      }
+    }
+    rnd = rnd * 1103515245 + 12345;
+    unsigned v = (rnd >> 8) % (NP + NC);
+    pid_t *slot = v < NP ? &prod[v] : &cons[v - NP];
+    kill(*slot, SIGKILL);
+    int st = reap(*slot);
+    if (st == 128 + SIGKILL) {
+      if (v < NP) pkills++; else ckills++;
+    } else {
+      ASSERT_EQ(st, 0); /* a producer that had just finished */
+    }
+    if (v < NP) {
+      arg.inc = next_inc++;
+      *slot = spawn(kl_producer, &arg);
+    } else {
+      *slot = spawn(kl_consumer, &arg);
+    }
+  }
+  atomic_store(&t->stop, 1);
+  for (int i = 0; i < NP; i++) ASSERT_EQ(reap(prod[i]), 0);
+  /* Everything put must drain: the consumers still run. */
+  int64_t until = weft_now_ns() + 20000 * MS;
+  while (weft_shmq_qsize(q) != 0 && weft_now_ns() < until) usleep(1000);
+  ASSERT_UEQ(weft_shmq_qsize(q), 0);
+  /* The queue still carries messages: one from this process. */
+  unsigned char last[8];
+  uint32_t li = INC_MAX - 1, ls = 0;
+  memcpy(last, &li, 4);
+  memcpy(last + 4, &ls, 4);
+  int rc;
+  while ((rc = weft_shmq_put(q, last, 8, WEFT_FOREVER)) == WEFT_EPEERDIED) {
+  }
+  ASSERT_OK(rc);
+  while (atomic_load(&t->seen[li][0]) == 0 && weft_now_ns() < until) usleep(1000);
+  ASSERT_EQ(atomic_load(&t->seen[li][0]), 1);
+  weft_shmq_shutdown(q, false);
+  for (int i = 0; i < NC; i++) ASSERT_EQ(reap(cons[i]), 0);
+
+  long lost_confirmed = 0, lost_total = 0, delivered = 0;
+  for (uint32_t i = 0; i < next_inc; i++) {
+    uint64_t att = atomic_load(&t->attempted[i]), conf = atomic_load(&t->confirmed[i]);
+    for (uint64_t s = 0; s < PER_INC; s++) {
+      uint8_t n = atomic_load(&t->seen[i][s]);
+      ASSERT_LE(n, 1);                /* never twice */
+      if (s >= att) ASSERT_EQ(n, 0);  /* never one that was not put */
+      if (s < att && n == 0) lost_total++;
+      if (s < conf && n == 0) lost_confirmed++;
+      delivered += n;
+    }
+  }
+  fprintf(stderr, "kill loop: %ld rounds, %ld producer and %ld consumer kills, %ld delivered, "
+          "%ld lost (%ld of them confirmed puts), %u deaths counted\n", rounds, pkills, ckills,
+          delivered, lost_total, lost_confirmed, weft_shmq_peer_deaths(q));
+  /* A confirmed put is lost only with a consumer killed holding it. */
+  ASSERT_LE(lost_confirmed, ckills);
+  ASSERT_LE(lost_total, ckills + pkills);
+  ASSERT_GT(delivered, rounds);
+  weft_shmq_destroy(q);
+}
+
+/* --------------------------------------- stopped and killed claimers */
+
+typedef struct seg_view {
+  void *base;
+  size_t size;
+  shmq_hdr *h;
+  shmq_rec *recs;
+  shmq_meta *meta;
+} seg_view;
+
+/* Map q's segment a second time, to look at (and forge) its records. */
+static seg_view view(weft_shmq *q) {
+  seg_view v;
+  int fd = weft_shmq_fd(q);
+  ASSERT_GE(fd, 0);
+  off_t size = lseek(fd, 0, SEEK_END);
+  ASSERT_GT(size, 0);
+  v.size = (size_t)size;
+  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT(v.base != MAP_FAILED);
+  v.h = v.base;
+  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
+  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
+  return v;
+}
+
+static shmq_rec *rec_of(seg_view *v, pid_t pid) {
+  for (uint32_t i = 0; i < SHMQ_NREC; i++)
+    if (atomic_load(&v->recs[i].state) == SHMQ_REC_ALIVE && atomic_load(&v->recs[i].pid) == pid)
+      return &v->recs[i];
+  return NULL;
+}
+
+static int put_then_stop(void *arg) {
+  weft_shmq *q = arg;
+  if (weft_shmq_put(q, "first", 5, 0) != 0) return 1;
+  raise(SIGSTOP);
+  return 0;
+}
+
+static int get_then_stop(void *arg) {
+  weft_shmq *q = arg;
+  char b[64];
+  size_t len;
+  if (weft_shmq_get(q, b, sizeof b, &len, WEFT_FOREVER) != 0) return 1;
+  raise(SIGSTOP);
+  return 0;
+}
+
+typedef struct killer {
+  pid_t victim;
+  _Atomic int64_t killed_at;
+} killer;
+
+static int kill_later(void *arg) {
+  killer *k = arg;
+  usleep(100000);
+  atomic_store(&k->killed_at, weft_now_ns());
+  kill(k->victim, SIGKILL);
+  return 0;
+}
+
+/* A producer stopped (SIGSTOP) between its claim and its publish is alive:
+ * the consumer waits for it, and no death is counted. Killed, it is found
+ * dead (a zombie: nobody has reaped it yet), the consumer that was blocked
+ * returns WEFT_EPEERDIED, the half-written message is skipped and the next
+ * one comes out. */
+TEST(stopped_producer_is_waited_for_then_killed_is_skipped) {
+  weft_shmq *q = NULL;
+  ASSERT_OK(weft_shmq_create(&q, NULL));
+  seg_view v = view(q);
+  pid_t c = spawn(put_then_stop, q);
+  wait_stopped(c);
+  shmq_rec *r = rec_of(&v, c);
+  ASSERT_NOT_NULL(r);
+  /* Forge the child's claim of the next position, as if it had been
+   * stopped right after its CAS on tail. */
+  uint64_t t = atomic_load(&v.h->tail);
+  atomic_store(&r->claim_pos, t);
+  atomic_store(&r->claim_k, 1 | SHMQ_ROLE_PROD);
+  atomic_store(&v.h->tail, t + 1);
+  ASSERT_OK(weft_shmq_put(q, "second", 6, 0));
+  char b[64];
+  size_t len;
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+  ASSERT(len == 5 && memcmp(b, "first", 5) == 0);
+  /* Stopped for longer than two scan periods: still alive. */
+  ASSERT_ERR(weft_shmq_get(q, b, sizeof b, &len, weft_deadline_in_ms(300)), WEFT_ETIMEDOUT);
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 0);
+  ASSERT_UEQ(weft_shmq_qsize(q), 1);
+
+  killer *k = shared_map(sizeof *k);
+  k->victim = c;
+  pid_t kp = spawn(kill_later, k);
+  int rc = weft_shmq_get(q, b, sizeof b, &len, WEFT_FOREVER);
+  int64_t latency = weft_now_ns() - atomic_load(&k->killed_at);
+  ASSERT_ERR(rc, WEFT_EPEERDIED);
+  fprintf(stderr, "death of a stopped producer seen %.1f ms after SIGKILL\n", latency / 1e6);
+  ASSERT_LT(latency, 2000 * MS); /* the contract: ~50 ms; generous here */
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, WEFT_FOREVER));
+  ASSERT(len == 6 && memcmp(b, "second", 6) == 0);
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 1);
+  ASSERT_EQ(reap(kp), 0);
+  ASSERT_EQ(reap(c), 128 + SIGKILL);
+  /* The dead record is freed once nothing needs it. */
+  int64_t until = weft_now_ns() + 5000 * MS;
+  while (atomic_load(&r->state) != SHMQ_REC_FREE && weft_now_ns() < until) {
+    weft_shmq_peer_deaths(q);
+    usleep(1000);
+  }
+  ASSERT_EQ(atomic_load(&r->state), SHMQ_REC_FREE);
+  munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
+
+/* A consumer stopped between its claim and freeing the slots holds them:
+ * a producer that needs them waits. Killed, its slots are freed and the
+ * producer goes on (after WEFT_EPEERDIED). */
+TEST(stopped_consumer_is_waited_for_then_killed_is_released) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.capacity = 256, .slot_size = 64, .msg_max = 64}; /* 4 slots */
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  seg_view v = view(q);
+  ASSERT_OK(weft_shmq_put(q, "m0", 2, 0));
+  pid_t c = spawn(get_then_stop, q);
+  wait_stopped(c);
+  shmq_rec *r = rec_of(&v, c);
+  ASSERT_NOT_NULL(r);
+  ASSERT_OK(weft_shmq_put(q, "m1", 2, 0));
+  /* Forge: the child claimed m1 (CAS on head done) and stopped. */
+  uint64_t h = atomic_load(&v.h->head);
+  atomic_store(&r->claim_pos, h);
+  atomic_store(&r->claim_k, 1 | SHMQ_ROLE_CONS);
+  atomic_store(&v.h->head, h + 1);
+  for (int i = 2; i < 5; i++) ASSERT_OK(weft_shmq_put(q, "mx", 2, 0));
+  ASSERT(weft_shmq_full(q));
+  ASSERT_ERR(weft_shmq_put(q, "m5", 2, weft_deadline_in_ms(300)), WEFT_ETIMEDOUT);
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 0);
+
+  killer *k = shared_map(sizeof *k);
+  k->victim = c;
+  pid_t kp = spawn(kill_later, k);
+  int rc = weft_shmq_put(q, "m5", 2, WEFT_FOREVER);
+  int64_t latency = weft_now_ns() - atomic_load(&k->killed_at);
+  ASSERT_ERR(rc, WEFT_EPEERDIED);
+  fprintf(stderr, "death of a stopped consumer seen %.1f ms after SIGKILL\n", latency / 1e6);
+  ASSERT_LT(latency, 2000 * MS);
+  ASSERT_OK(weft_shmq_put(q, "m5", 2, WEFT_FOREVER));
+  ASSERT_UEQ(weft_shmq_qsize(q), 4);
+  char b[8];
+  size_t len;
+  for (int i = 0; i < 3; i++) {
+    ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+    ASSERT(memcmp(b, "mx", 2) == 0);
+  }
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+  ASSERT(memcmp(b, "m5", 2) == 0);
+  ASSERT_EQ(reap(kp), 0);
+  ASSERT_EQ(reap(c), 128 + SIGKILL);
+  munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
+
+/* A death with no claim under way loses nothing and is not reported,
+ * except on a joinable queue with messages taken and not done: then join
+ * returns WEFT_EPEERDIED once and the messages are written off. */
+static int take_two_and_exit(void *arg) {
+  weft_shmq *q = arg;
+  char b[8];
+  size_t len;
+  for (int i = 0; i < 2; i++)
+    if (weft_shmq_get(q, b, sizeof b, &len, WEFT_FOREVER) != 0) return 1;
+  if (weft_shmq_task_done(q) != 0) return 2;
+  _exit(0); /* no destroy: the record is left to the survivors */
+}
+
+TEST(joinable_death_with_undone_messages) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.flags = WEFT_SHMQ_JOINABLE};
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  ASSERT_OK(weft_shmq_put(q, "a", 1, 0));
+  ASSERT_OK(weft_shmq_put(q, "b", 1, 0));
+  pid_t c = spawn(take_two_and_exit, q);
+  ASSERT_EQ(reap(c), 0);
+  ASSERT_ERR(weft_shmq_join(q, WEFT_FOREVER), WEFT_EPEERDIED);
+  ASSERT_OK(weft_shmq_join(q, WEFT_FOREVER));
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 1);
+  weft_shmq_destroy(q);
+}
+
+/* ------------------------------------------------- SIGSTOP storm */
+
+typedef struct storm {
+  weft_shmq *q;
+  _Atomic uint32_t *seen;
+  _Atomic uint32_t peerdied;
+} storm;
+
+typedef struct storm_arg {
+  storm *s;   /* shared */
+  uint32_t id; /* this producer's, copied into the child */
+} storm_arg;
+
+#define STORM_N 30000
+
+static int storm_producer(void *arg) {
+  storm *s = ((storm_arg *)arg)->s;
+  uint32_t id = ((storm_arg *)arg)->id;
+  unsigned char b[200];
+  for (uint32_t i = 0; i < STORM_N; i++) {
+    memcpy(b, &id, 4);
+    memcpy(b + 4, &i, 4);
+    int rc = weft_shmq_put(s->q, b, 8 + i % 190, WEFT_FOREVER);
+    if (rc == WEFT_EPEERDIED) atomic_fetch_add(&s->peerdied, 1);
+    if (rc != 0) return 1;
+  }
+  return 0;
+}
+
+static int storm_consumer(void *arg) {
+  storm *s = arg;
+  unsigned char b[200];
+  for (;;) {
+    size_t len;
+    int rc = weft_shmq_get(s->q, b, sizeof b, &len, WEFT_FOREVER);
+    if (rc == WEFT_ESHUTDOWN) return 0;
+    if (rc == WEFT_EPEERDIED) atomic_fetch_add(&s->peerdied, 1);
+    if (rc != 0) return 1;
+    uint32_t id, i;
+    memcpy(&id, b, 4);
+    memcpy(&i, b + 4, 4);
+    if (id > 1 || i >= STORM_N) return 2;
+    atomic_fetch_add(&s->seen[id * STORM_N + i], 1);
+  }
+}
+
+TEST(sigstop_storm_counts_no_death) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.capacity = 4096, .slot_size = 64, .msg_max = 256};
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  storm *s = shared_map(sizeof *s + 2 * STORM_N * sizeof(_Atomic uint32_t));
+  s->q = q;
+  s->seen = (_Atomic uint32_t *)(s + 1);
+  pid_t p[3];
+  storm_arg a0 = {s, 0}, a1 = {s, 1};
+  p[0] = spawn(storm_producer, &a0);
+  p[1] = spawn(storm_producer, &a1);
+  p[2] = spawn(storm_consumer, s);
+  uint32_t rnd = 99;
+  for (int i = 0; i < 30; i++) {
+    rnd = rnd * 1103515245 + 12345;
+    pid_t v = p[(rnd >> 8) % 3];
+    if (kill(v, SIGSTOP) != 0) continue; /* a producer may have finished */
+    usleep(i % 5 == 0 ? 120000 : 5000 + (rnd >> 12) % 20000); /* some > 2 scan periods */
+    kill(v, SIGCONT);
+    usleep(2000);
+  }
+  ASSERT_EQ(reap(p[0]), 0);
+  ASSERT_EQ(reap(p[1]), 0);
+  int64_t until = weft_now_ns() + 20000 * MS;
+  while (weft_shmq_qsize(q) != 0 && weft_now_ns() < until) usleep(1000);
+  weft_shmq_shutdown(q, false);
+  ASSERT_EQ(reap(p[2]), 0);
+  for (uint32_t i = 0; i < 2 * STORM_N; i++) ASSERT_EQ(s->seen[i], 1);
+  ASSERT_EQ(atomic_load(&s->peerdied), 0);
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 0);
+  weft_shmq_destroy(q);
+}
