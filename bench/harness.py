@@ -47,6 +47,7 @@ WORKLOADS = {
     "W1": "w1_pool",
     "W2": "w2_cpu",
     "W4": "w4_queue",
+    "W5": "w5_shmq",
     "W6a": "w6a_coro",
     "W6b": "w6b_spawn",
     "W8": "w8_mpi",
