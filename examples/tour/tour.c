@@ -16,6 +16,7 @@ static const struct {
     {"gevent_threadpool", tour_gevent_threadpool},
     {"processes", tour_processes},
     {"queue", tour_queue},
+    {"process_queue", tour_process_queue},
     {"mpi", tour_mpi},
 };
 #define NDEMOS (sizeof demos / sizeof demos[0])

@@ -22,6 +22,7 @@ int tour_threads(const tour_opts *o);
 int tour_queue(const tour_opts *o);
 int tour_thread_pool(const tour_opts *o);
 int tour_processes(const tour_opts *o);
+int tour_process_queue(const tour_opts *o);
 int tour_process_pool(const tour_opts *o);
 int tour_gevent_threadpool(const tour_opts *o);
 int tour_mpi(const tour_opts *o); /* part 4: launches weft_tour_mpi under mpiexec */

@@ -19,6 +19,10 @@ check '=== queue:'
 check 'all 10 items done'
 check 'queue.PriorityQueue gets: 1 2 3 4 5'
 check 'queue.LifoQueue gets: 2 1 4 3 5'
+check '=== process_queue:'
+# Python names the child after the processes started so far: Process-1 when
+# the demo runs alone, Process-6 after the processes demo's five workers.
+check '^Process-[0-9]* Just Do it; Fun [A-Z]$'
 check '=== gevent_threadpool:'
 check 'Running "time.sleep(1)" 4 times with 3 threads. Should take about 2 seconds: 0\.[2-3][0-9][0-9]s'
 check '=== mpi: many machines, many processes'
