@@ -17,5 +17,6 @@
 #include "weft/shmq.h"
 #include "weft/coro.h"
 #include "weft/mpi.h" /* the MPI backend: its calls live in the library weft_mpi */
+#include "weft/patch.h"
 
 #endif

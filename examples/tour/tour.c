@@ -14,6 +14,7 @@ static const struct {
     {"threads", tour_threads},
     {"thread_pool", tour_thread_pool},
     {"gevent_threadpool", tour_gevent_threadpool},
+    {"monkey_patch", tour_monkey_patch},
     {"processes", tour_processes},
     {"queue", tour_queue},
     {"process_queue", tour_process_queue},

@@ -26,5 +26,6 @@ int tour_process_queue(const tour_opts *o);
 int tour_process_pool(const tour_opts *o);
 int tour_gevent_threadpool(const tour_opts *o);
 int tour_mpi(const tour_opts *o); /* part 4: launches weft_tour_mpi under mpiexec */
+int tour_monkey_patch(const tour_opts *o);
 
 #endif

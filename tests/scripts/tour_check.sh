@@ -32,3 +32,6 @@ if ! printf '%s\n' "$out" | grep -q 'skipped: this weft was built without MPI'; 
   printf '%s\n' "$out" | grep -A1 'rank 0 of 3' | grep -q '\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]' ||
     { echo "tour output lacks the MPI squares" >&2; exit 1; }
 fi
+check '=== monkey_patch: from gevent import monkey; monkey.patch_all()'
+for i in 0 1 2 3; do check "^reply to request $i\$"; done
+check '4 blocking fetches of a 1 s reply took 0\.[1-2][0-9][0-9]s: they overlapped'
