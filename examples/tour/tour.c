@@ -14,10 +14,11 @@ static const struct {
     {"threads", tour_threads},
     {"thread_pool", tour_thread_pool},
     {"gevent_threadpool", tour_gevent_threadpool},
-    {"monkey_patch", tour_monkey_patch},
     {"processes", tour_processes},
     {"queue", tour_queue},
     {"process_queue", tour_process_queue},
+    /* After the demos that fork: patching is process-wide. */
+    {"monkey_patch", tour_monkey_patch},
     {"mpi", tour_mpi},
 };
 #define NDEMOS (sizeof demos / sizeof demos[0])
