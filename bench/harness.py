@@ -46,6 +46,8 @@ import benchlib as bl  # noqa: E402
 WORKLOADS = {
     "W1": "w1_pool",
     "W2": "w2_cpu",
+    "W3": "w3_procpool",
+    "W3b": "w3b_roundtrip",
     "W4": "w4_queue",
     "W5": "w5_shmq",
     "W6a": "w6a_coro",

@@ -11,7 +11,7 @@
  * all futures (weft_wait ALL_COMPLETED) and reads each result.
  *
  * When weft_executor_create says WEFT_ENOTSUP (that backend is not built
- * into this weft: the process backend, for now), the program says so on
+ * into this weft), the program says so on
  * stderr and exits with W2_EXIT_UNSUPPORTED, printing no measurement: the
  * harness reports the impl as not measured.
  */

@@ -9,8 +9,7 @@ is the physical limit on this 2-core machine (w2.h has the rules: runs
 Variants by where the work runs: "threads" (weft's thread pool, GLib's
 GThreadPool, OpenMP tasks, Python's ThreadPoolExecutor, which the GIL keeps
 at ~1.0x) and "processes" (weft's process pool, Python's
-multiprocessing.Pool). weft's process backend is not built yet: its program
-exits with benchlib.EXIT_UNSUPPORTED and the row reads "not measured".
+multiprocessing.Pool).
 
 The issue's goal: >= 1.95x for weft, on threads and on processes.
 """

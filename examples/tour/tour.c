@@ -15,6 +15,7 @@ static const struct {
     {"thread_pool", tour_thread_pool},
     {"gevent_threadpool", tour_gevent_threadpool},
     {"processes", tour_processes},
+    {"process_pool", tour_process_pool},
     {"queue", tour_queue},
     {"process_queue", tour_process_queue},
     /* After the demos that fork: patching is process-wide. */

@@ -78,6 +78,20 @@ WEFT_API int weft_task_find(const char *name, const weft_task **out);
 
 typedef struct weft_executor weft_executor;
 
+/* The process backend (WEFT_EXECUTOR_PROCESSES; docs/design/process.md):
+ * the workers are processes forked when the executor is created, each a
+ * copy of the program at that moment (so task functions, and what they
+ * read, are simply there); arguments and results travel through shared
+ * memory, and a map's workers read the caller's input and write its output
+ * themselves where the system allows it. A worker that dies (a crash, a
+ * kill, exit) fails only the task it was running, with WEFT_EWORKERDIED and
+ * a message naming the signal or exit status, and is replaced at once; in
+ * a map only the item that was running fails. The initializer and finalizer
+ * run in every worker process, replacements included. Future callbacks run
+ * on the pool's own collector thread in the parent. A task cannot use its
+ * own executor (in the worker it is a copy with no workers: WEFT_EBROKEN).
+ * If workers keep dying before their initializer returns (three in a row),
+ * the executor is broken: work fails with WEFT_EBROKEN. */
 typedef enum weft_executor_kind {
   WEFT_EXECUTOR_THREADS = 0, /* a work-stealing thread pool */
   WEFT_EXECUTOR_PROCESSES,   /* forked, self-healing worker processes */
@@ -97,7 +111,8 @@ typedef struct weft_executor_opts {
 /* Create an executor and start its workers. opts NULL: a thread pool of
  * weft_cpu_count() workers. Returns 0 and *out, WEFT_EINVAL (bad kind,
  * workers above 4096), WEFT_ENOTSUP (that kind is not built into this
- * weft), WEFT_EAGAIN/WEFT_ENOMEM (no resources for the workers).
+ * weft), WEFT_EAGAIN/WEFT_ENOMEM (no resources for the workers: threads,
+ * processes, shared memory).
  * Ownership: the caller owns the executor and destroys it.
  * Thread-safety: any thread. */
 WEFT_API int weft_executor_create(weft_executor **out, const weft_executor_opts *opts);
@@ -111,6 +126,35 @@ WEFT_API int weft_executor_create(weft_executor **out, const weft_executor_opts 
  * backend's limit). Thread-safety: any thread, tasks included. */
 WEFT_API int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *arg,
                                   size_t arg_len, weft_future **out);
+
+typedef struct weft_submit_opts {
+  int64_t deadline_ns; /* the task must have ended by then (absolute, as
+                        * every deadline; 0 in a zeroed struct: none) */
+} weft_submit_opts;
+
+/* weft_executor_submit with options. With a deadline, a task still running
+ * at deadline_ns is stopped and its future fails with WEFT_ETIMEDOUT (its
+ * message says so); one not yet started by then is never started and fails
+ * the same way. Only executors whose workers can be stopped from outside
+ * take a deadline: the process backend kills the worker running the task
+ * and starts another in its place (Python has no per-task timeout at all).
+ * Returns as weft_executor_submit, and WEFT_ENOTSUP (a deadline on the
+ * thread backend: a thread cannot be stopped safely), WEFT_EINVAL (a
+ * deadline below WEFT_FOREVER). opts may be NULL. Thread-safety: any
+ * thread. */
+WEFT_API int weft_executor_submit_opts(weft_executor *ex, const weft_task *task, const void *arg,
+                                       size_t arg_len, const weft_submit_opts *opts,
+                                       weft_future **out);
+
+/* Cancel f, a future that ex returned, even while its task runs. A task
+ * not started is cancelled as weft_future_cancel does (state CANCELLED). A
+ * running one is stopped where the backend can stop it: the process backend
+ * kills the worker process running it (a new worker takes its place) and f
+ * fails with WEFT_ECANCELED. Returns 0; WEFT_EALREADY (f had already
+ * finished); WEFT_EBUSY (f runs on a backend that cannot stop a running
+ * task: threads); WEFT_ENOENT (f is not one of ex's running futures).
+ * Thread-safety: any thread. */
+WEFT_API int weft_executor_cancel(weft_executor *ex, weft_future *f);
 
 /* Submit n tasks at once, task(args + i * arg_size) for i in [0, n): one
  * hand-off for the whole batch. outs (may be NULL for fire-and-forget)
@@ -181,6 +225,7 @@ WEFT_API void weft_imap_destroy(weft_imap *it);
 
 /* Stop taking tasks (Python's shutdown(wait, cancel_futures)). With
  * WEFT_SHUTDOWN_CANCEL_PENDING, tasks not yet started are cancelled; with
+ * WEFT_SHUTDOWN_KILL (below) running ones are stopped too; with
  * WEFT_SHUTDOWN_WAIT, wait until the workers have finished every task that
  * is not cancelled and exited, or until deadline_ns. Returns 0,
  * WEFT_ETIMEDOUT (workers still busy; call again to keep waiting), WEFT_EDEADLK
@@ -188,6 +233,12 @@ WEFT_API void weft_imap_destroy(weft_imap *it);
  * WEFT_ESHUTDOWN. Thread-safety: any thread. */
 #define WEFT_SHUTDOWN_WAIT 0x1u
 #define WEFT_SHUTDOWN_CANCEL_PENDING 0x2u
+/* Also stop tasks that are running, where the backend can: the process
+ * backend SIGKILLs its workers (their futures fail with WEFT_ECANCELED),
+ * so a shutdown with WAIT returns within milliseconds whatever the tasks
+ * do. Implies WEFT_SHUTDOWN_CANCEL_PENDING. On the thread backend, whose
+ * threads cannot be stopped, it acts as WEFT_SHUTDOWN_CANCEL_PENDING. */
+#define WEFT_SHUTDOWN_KILL 0x4u
 WEFT_API int weft_executor_shutdown(weft_executor *ex, unsigned flags, int64_t deadline_ns);
 
 /* Shut down (waiting for every task, cancelling none) and free ex. Futures

@@ -665,6 +665,7 @@ bool weft__job_map_start(weft__job *j, weft__map_view *v) {
   v->in = m->in + v->lo * m->in_size;
   v->in_size = m->in_size;
   v->out_size = m->out_size;
+  v->out = m->out && m->out_size ? m->out + v->lo * m->out_size : NULL;
   return true;
 }
 
@@ -682,7 +683,8 @@ void weft__job_map_end(weft_executor *ex, weft__job *j, const void *out, size_t 
   size_t lo, hi;
   bounds(c, m->chunksize, m->n, &lo, &hi);
   if (ran > hi - lo) ran = hi - lo;
-  if (m->out && ran && m->out_size) memcpy(m->out + lo * m->out_size, out, ran * m->out_size);
+  if (out && m->out && ran && m->out_size)
+    memcpy(m->out + lo * m->out_size, out, ran * m->out_size);
   for (size_t k = 0; k < nfail; k++)
     if (fail_at[k] < ran) map_fail(m, lo + fail_at[k], fail_code[k]);
   if (ran < hi - lo && stop_code) map_fail(m, lo + ran, stop_code);
@@ -722,6 +724,10 @@ int weft_executor_create(weft_executor **out, const weft_executor_opts *opts) {
   switch (o.kind) {
   case WEFT_EXECUTOR_THREADS: ops = &weft__pool_thread_ops; break;
   case WEFT_EXECUTOR_PROCESSES:
+    /* Built in; a program may still plug in another. */
+    ops = atomic_load_explicit(&g_backends[o.kind], memory_order_acquire);
+    if (!ops) ops = &weft__pool_process_ops;
+    break;
   case WEFT_EXECUTOR_MPI:
     if (o.workers > 4096) return WEFT_EINVAL;
     ops = atomic_load_explicit(&g_backends[o.kind], memory_order_acquire);
@@ -830,6 +836,52 @@ int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *a
 out_job:
   weft__job_free(j);
   return r;
+}
+
+int weft_executor_submit_opts(weft_executor *ex, const weft_task *task, const void *arg,
+                              size_t arg_len, const weft_submit_opts *opts, weft_future **out) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  int64_t deadline = opts && opts->deadline_ns ? opts->deadline_ns : WEFT_FOREVER;
+  if (!WEFT_DEADLINE_VALID(deadline)) return WEFT_EINVAL;
+  if (deadline == WEFT_FOREVER) return weft_executor_submit(ex, task, arg, arg_len, out);
+  if (!ex->ops->submit_deadline) return WEFT_ENOTSUP;
+  if (arg_len && !arg) weft__misuse(__func__, "argument 'arg' is NULL with arg_len > 0");
+  if (!task->fn) return WEFT_EINVAL;
+  if (arg_len > ex->ops->arg_max) return WEFT_E2BIG;
+  if (forked(ex)) return WEFT_EBROKEN;
+  weft__job *j = weft__job_alloc(arg_len);
+  if (!j) return WEFT_ENOMEM;
+  int r = job_task(ex, task, j);
+  if (r) goto out_job;
+  if (arg_len) memcpy(arg_len <= WEFT__JOB_INLINE ? (void *)j->arg.inl : j->arg.heap, arg, arg_len);
+  weft_future *f = NULL;
+  if (out) {
+    r = weft__future_alloc_shared(&f);
+    if (r) goto out_job;
+    j->ref = f;
+  }
+  r = ex->ops->submit_deadline(ex->be, j, deadline);
+  if (r) {
+    if (f) {
+      weft_future_release(f);
+      weft_future_release(f);
+    }
+    goto out_job;
+  }
+  if (out) *out = f;
+  return 0;
+out_job:
+  weft__job_free(j);
+  return r;
+}
+
+int weft_executor_cancel(weft_executor *ex, weft_future *f) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(f);
+  int r = weft_future_cancel(f);
+  if (r != WEFT_EBUSY || !ex->ops->cancel || forked(ex)) return r;
+  return ex->ops->cancel(ex->be, f);
 }
 
 /* About four chunks per worker: few enough that the per-job cost vanishes,
@@ -968,7 +1020,7 @@ static uint32_t map_cancel_pending(weft__map *m) {
  * the chunks not started (and stop the running ones between items), then
  * wait for the running ones. Returns 0 or WEFT_ETIMEDOUT. weft__block lets
  * a pool worker run other tasks meanwhile. */
-static int map_wait(weft__map *m, int64_t deadline_ns) {
+static int map_wait(weft_executor *ex, weft__map *m, int64_t deadline_ns) {
   int r = 0;
   for (;;) {
     uint32_t left = atomic_load_explicit(&m->remaining, memory_order_acquire);
@@ -979,6 +1031,7 @@ static int map_wait(weft__map *m, int64_t deadline_ns) {
       r = WEFT_ETIMEDOUT;
       atomic_store_explicit(&m->cancel, true, memory_order_relaxed);
       map_chunks_ended(m, map_cancel_pending(m));
+      if (ex->ops->map_stop) ex->ops->map_stop(ex->be);
     }
   }
 }
@@ -1037,7 +1090,7 @@ int weft_executor_map(weft_executor *ex, const weft_task *task, const void *in, 
     goto out_map;
   }
 
-  r = map_wait(m, deadline);
+  r = map_wait(ex, m, deadline);
   if (r == 0) {
     pthread_mutex_lock(&m->fail_mu);
     if (m->failed) {
@@ -1064,6 +1117,10 @@ int weft_executor_shutdown(weft_executor *ex, unsigned flags, int64_t deadline_n
   if ((flags & WEFT_SHUTDOWN_WAIT) && ex->ops->on_worker(ex->be)) return WEFT_EDEADLK;
   if (forked(ex)) return WEFT_EBROKEN;
   atomic_store(&ex->shut, true);
+  if (flags & WEFT_SHUTDOWN_KILL) {
+    flags |= WEFT_SHUTDOWN_CANCEL_PENDING;
+    if (!ex->ops->cancel) flags &= ~WEFT_SHUTDOWN_KILL; /* threads cannot be stopped */
+  }
   return ex->ops->shutdown(ex->be, flags, deadline_ns);
 }
 

@@ -226,9 +226,25 @@ typedef struct weft__executor_ops {
   bool (*on_worker)(const void *be);
   /* The worker count when opts->workers is 0; NULL: weft_cpu_count(). */
   unsigned (*default_workers)(void);
+  /* Optional (NULL: not supported; set by backends whose workers can be
+   * stopped from outside, as processes can):
+   * submit_deadline: take one TASK job (as submit) that must end by
+   * deadline_ns; past it the task is stopped and its future fails with
+   * WEFT_ETIMEDOUT. 0, WEFT_ESHUTDOWN or WEFT_EBROKEN (nothing owned).
+   * cancel: cancel f (one of this executor's futures) even if its task
+   * runs, stopping the task. 0, WEFT_EALREADY (f had finished), or
+   * WEFT_ENOENT (f is not this executor's, or was already handed back).
+   * With these, shutdown also honours WEFT_SHUTDOWN_KILL. */
+  int (*submit_deadline)(void *be, weft__job *j, int64_t deadline_ns);
+  int (*cancel)(void *be, weft_future *f);
+  /* Optional: a map's caller passed its deadline, so running chunks should
+   * stop before their next item (weft__job_map_stopping now says so). For
+   * backends that run chunks where they cannot watch the map's flag. */
+  void (*map_stop)(void *be);
 } weft__executor_ops;
 
 extern const weft__executor_ops weft__pool_thread_ops;
+extern const weft__executor_ops weft__pool_process_ops;
 
 /* Plug in the backend for kind (WEFT_EXECUTOR_PROCESSES or _MPI) that lives
  * in a library of its own (libweft_mpi registers itself from
@@ -273,6 +289,8 @@ typedef struct weft__map_view {
   size_t in_size;
   size_t out_size;
   size_t lo, hi;
+  void *out; /* the map's output slot of item lo (NULL when out_size is 0):
+              * for a backend that can write results there itself */
 } weft__map_view;
 
 /* A MAP chunk is about to be sent: claim it and describe it in *v. false:
@@ -285,7 +303,8 @@ bool weft__job_map_start(weft__job *j, weft__map_view *v);
 bool weft__job_map_stopping(const weft__job *j);
 
 /* End a started MAP chunk: the first `ran` items ran, their results are
- * out[0 .. ran * out_size) (written to the map's output array); nfail of
+ * out[0 .. ran * out_size) (written to the map's output array; out NULL:
+ * they are in the map's output array already); nfail of
  * them failed, item lo + fail_at[k] with code fail_code[k]. When ran is
  * short of the chunk and stop_code is not 0, the item at lo + ran counts as
  * failed with stop_code (WEFT_ECANCELED for a shutdown that cancels); with

@@ -43,8 +43,6 @@ TEST(fd) { conf_fd(&threads); }
 TEST(create_options) {
   weft_executor *ex;
   weft_executor_opts o = {0};
-  o.kind = WEFT_EXECUTOR_PROCESSES;
-  ASSERT_ERR(weft_executor_create(&ex, &o), WEFT_ENOTSUP);
   o.kind = WEFT_EXECUTOR_MPI;
   ASSERT_ERR(weft_executor_create(&ex, &o), WEFT_ENOTSUP);
   o.kind = (weft_executor_kind)7;

@@ -15,6 +15,9 @@ check '=== thread_pool: ThreadPool(4).map(f, range(10))'
 check '\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]'
 check '=== processes:'
 for i in 0 1 2 3 4; do check "^Worker: $i\$"; done
+check '=== process_pool: Pool(4).map(f, range(10))'
+n=$(printf '%s\n' "$out" | sed -n '/=== process_pool:/,/=== queue:/p' | grep -c '^\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\]$')
+[ "$n" -eq 4 ] || { echo "tour output has $n process_pool lists, expected 4" >&2; exit 1; }
 check '=== queue:'
 check 'all 10 items done'
 check 'queue.PriorityQueue gets: 1 2 3 4 5'
