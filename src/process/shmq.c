@@ -337,8 +337,10 @@ static void try_retire(weft_shmq *q, shmq_rec *r) {
             p++;
           }
         }
-        for (uint64_t p = pos; diff(pos + k, p) > 0; p++)
-          if (diff(seq_load(q, p), p) < (int64_t)q->nslots) return; /* not all freed yet */
+        for (uint64_t p = pos; diff(pos + k, p) > 0; p++) {
+          uint64_t s = seq_load(q, p);
+          if ((s & SHMQ_RES_TOKEN) || diff(s, p) < (int64_t)q->nslots) return; /* not freed yet */
+        }
       }
     }
   }
@@ -528,6 +530,11 @@ static int put_try(weft_shmq *q, shmq_rec *r, const void *const *msgs, const siz
     }
     if (m == 0) {
       uint64_t s = seq_load(q, bad);
+      /* A token first: as a number it would look like a later lap. */
+      if (s & SHMQ_RES_TOKEN) { /* the previous lap is being resolved */
+        *block = bad;
+        return RETRY;
+      }
       if (diff(s, bad) > 0) { /* our tail is stale */
         uint64_t t2 = atomic_load_explicit(&h->tail, memory_order_relaxed);
         if (t2 == t) return WEFT_ECORRUPT;
@@ -535,10 +542,6 @@ static int put_try(weft_shmq *q, shmq_rec *r, const void *const *msgs, const siz
         continue;
       }
       if (s == bad) continue; /* freed meanwhile */
-      if (s & SHMQ_RES_TOKEN) { /* the previous lap is being resolved */
-        *block = bad;
-        return RETRY;
-      }
       if (s != bad - q->nslots && s != bad - q->nslots + 1) return WEFT_ECORRUPT;
       *block = bad;
       return RETRY;
@@ -634,7 +637,11 @@ static int get_try(weft_shmq *q, shmq_rec *r, void *buf, size_t cap, size_t *len
   for (uint64_t loops = 0;; loops++) {
     if (atomic_load_explicit(&h->state, memory_order_acquire) & SHMQ_IMMEDIATE)
       return WEFT_ESHUTDOWN;
-    if (loops > 2 * q->nslots + 64) return WEFT_ECORRUPT; /* a segment that never settles */
+    /* Every pass but the last follows progress: another consumer's claim,
+     * a skip taken, a message published meanwhile. A bound far above what
+     * contention gives still ends a call that a hostile segment keeps
+     * going round. */
+    if (loops > 1024 * q->nslots + 65536) return WEFT_ECORRUPT;
     uint64_t off = 0, skip_k = 0;
     size_t m = 0, bytes = 0;
     while (m < max) {

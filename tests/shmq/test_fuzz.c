@@ -248,3 +248,25 @@ TEST(lying_headers_are_refused) {
   munmap(v.base, v.size);
   weft_shmq_destroy(q);
 }
+
+/* A slot that holds a resolver's token (a survivor turning a dead
+ * producer's claim into a skip) is busy, not corrupt, for a producer that
+ * laps onto it: as a number the token looks like a later lap. */
+TEST(resolver_token_at_the_tail_is_waited_for) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.capacity = 256, .slot_size = 64, .msg_max = 64}; /* 4 slots */
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  seg_view v = view_fd(weft_shmq_fd(q));
+  for (int i = 0; i < 4; i++) ASSERT_OK(weft_shmq_put(q, "m", 1, 0));
+  uint64_t s0 = atomic_load(&v.meta[0].seq);
+  atomic_store(&v.meta[0].seq, SHMQ_RES_TOKEN | 1); /* record 1: a token below the position */
+  ASSERT_ERR(weft_shmq_put(q, "n", 1, 0), WEFT_EFULL);
+  ASSERT_ERR(weft_shmq_put(q, "n", 1, weft_deadline_in_ms(20)), WEFT_ETIMEDOUT);
+  atomic_store(&v.meta[0].seq, s0);
+  char b[4];
+  size_t len;
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+  ASSERT_OK(weft_shmq_put(q, "n", 1, 0));
+  munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
