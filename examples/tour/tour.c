@@ -1,6 +1,7 @@
 /*
- * weft_tour [--quick] [DEMO...]: run the seed's demos in order (all of them
- * when none is named). --quick shortens the seed's sleeps tenfold.
+ * weft_tour [--quick] [--skip DEMO]... [DEMO...]: run the seed's demos in
+ * order (all of them when none is named, less those skipped). --quick
+ * shortens the seed's sleeps tenfold.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,13 +32,15 @@ void tour_title(const char *name, const char *seed_snippet) {
 
 int main(int argc, char **argv) {
   tour_opts o = {false, 1000000000};
-  int want[NDEMOS] = {0}, any = 0;
+  int want[NDEMOS] = {0}, skip[NDEMOS] = {0}, any = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       o.quick = true;
       o.second_ns = 100000000;
       continue;
     }
+    bool skipping = strcmp(argv[i], "--skip") == 0 && i + 1 < argc;
+    if (skipping) i++;
     size_t d;
     for (d = 0; d < NDEMOS && strcmp(argv[i], demos[d].name) != 0; d++) {
     }
@@ -47,11 +50,14 @@ int main(int argc, char **argv) {
       fprintf(stderr, "\n");
       return 2;
     }
-    want[d] = any = 1;
+    if (skipping)
+      skip[d] = 1;
+    else
+      want[d] = any = 1;
   }
   int failed = 0;
   for (size_t d = 0; d < NDEMOS; d++) {
-    if (any && !want[d]) continue;
+    if ((any && !want[d]) || skip[d]) continue;
     if (demos[d].run(&o) != 0) {
       fprintf(stderr, "weft_tour: demo '%s' failed\n", demos[d].name);
       failed++;
