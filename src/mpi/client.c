@@ -329,8 +329,11 @@ static flight *ring_push(wk *w) {
   return &w->ring[(w->head + w->n++) % w->cap];
 }
 
-/* Append one record for j to be->tx. false: out of memory (j untouched). */
-static bool encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t id) {
+/* Append one record for j to be->tx. 0, WEFT_ENOMEM, or WEFT_E2BIG (a map
+ * chunk of more than about 2 GiB: MPI counts bytes in an int; a message
+ * stops growing at MSG_BYTES_MAX, so only a record that big is refused). j
+ * is untouched. */
+static int encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t id) {
   work_rec r = {0};
   r.id = id;
   r.task = task_id(be, j->task.reg);
@@ -341,6 +344,7 @@ static bool encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t i
   if (j->kind == WEFT__JOB_TASK) {
     r.kind = REC_TASK;
     r.arg_len = j->arg_len;
+    r.out_size = j->ref ? 0 : WORK_F_NO_RESULT; /* fire and forget */
     data = weft__job_arg(j);
     dlen = j->arg_len;
   } else {
@@ -352,9 +356,9 @@ static bool encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t i
     dlen = (v->hi - v->lo) * v->in_size;
   }
   size_t need = sizeof r + weft__mpi_pad8(r.name_len) + weft__mpi_pad8(dlen);
-  if (need > (size_t)INT_MAX - be->tx.len) return false; /* beyond one MPI message */
+  if (need > (size_t)INT_MAX - be->tx.len) return WEFT_E2BIG;
   unsigned char *p = tbuf_room(&be->tx, need);
-  if (!p) return false;
+  if (!p) return WEFT_ENOMEM;
   memcpy(p, &r, sizeof r);
   p += sizeof r;
   if (r.name_len) {
@@ -365,7 +369,7 @@ static bool encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t i
   if (dlen) memcpy(p, data, dlen);
   memset(p + dlen, 0, weft__mpi_pad8(dlen) - dlen);
   be->tx.len += need;
-  return true;
+  return 0;
 }
 
 /* Pop up to max jobs from the FIFO. */
@@ -451,13 +455,14 @@ static void dispatch(mpi_be *be, bool *progress) {
       }
       uint64_t id = be->next_id++;
       flight *f = ring_push(w);
-      if (!f || !encode(be, j, &v, id)) {
+      int e = f ? encode(be, j, &v, id) : WEFT_ENOMEM;
+      if (e) {
         if (f) w->n--;
-        /* Out of memory: fail this one, keep the rest queued. */
+        /* Fail this one, keep going with the rest. */
         if (j->kind == WEFT__JOB_TASK)
-          weft__job_task_end(be->ex, j, WEFT_ENOMEM, NULL, 0, NULL);
+          weft__job_task_end(be->ex, j, e, NULL, 0, NULL);
         else
-          weft__job_map_end(be->ex, j, NULL, 0, NULL, NULL, 0, WEFT_ENOMEM);
+          weft__job_map_end(be->ex, j, NULL, 0, NULL, NULL, 0, e);
         note_completed(be, n);
         j = nx;
         continue;

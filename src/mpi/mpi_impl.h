@@ -59,6 +59,7 @@ enum {
 enum { REC_TASK = 1, REC_MAP = 2 };
 
 #define TASK_BY_NAME UINT32_MAX /* work_rec.task: the name follows */
+#define WORK_F_NO_RESULT 1u     /* TASK: fire and forget, answer without the result */
 
 typedef struct work_hdr {
   uint32_t magic;
@@ -71,7 +72,7 @@ typedef struct work_rec {
   uint32_t task;     /* index into the HELLO names, or TASK_BY_NAME */
   uint32_t arg_len;  /* TASK: argument bytes; MAP: number of items */
   uint32_t in_size;  /* MAP: bytes per item in */
-  uint32_t out_size; /* MAP: bytes per item out */
+  uint32_t out_size; /* MAP: bytes per item out; TASK: flags (WORK_F_*) */
   uint32_t name_len; /* TASK_BY_NAME: bytes of name (no NUL) */
 } work_rec;
 

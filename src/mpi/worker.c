@@ -413,6 +413,7 @@ static void work(const buf *m) {
         char *msg;
         rc = weft__task_run_detached(t->fn, d, data, NULL, 0, false, &W.scratch, &res, &len,
                                      &msg);
+        if (r.out_size & WORK_F_NO_RESULT) len = 0; /* nobody keeps it */
         answer_task(r.id, rc, res, len, msg);
         weft__free(msg);
       }
