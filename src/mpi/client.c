@@ -69,6 +69,7 @@
 
 #define WINDOW_BUDGET_NS 1000000  /* work sent ahead to one worker, at most */
 #define WINDOW_MAX 512            /* records in flight to one worker, at most */
+#define MAP_AHEAD 2               /* map chunks in flight to one worker, at least */
 #define MSG_BYTES_MAX (1u << 20)  /* a TAG_WORK message stops growing here */
 #define SPIN_NS 50000             /* poll without napping this long after progress */
 #define NAP_MIN_NS 2000
@@ -315,6 +316,11 @@ static int reap_sends(mpi_be *be, bool *progress) {
   return 0;
 }
 
+/* Map chunks are sent MAP_AHEAD deep even when they are slow, so that a
+ * worker finds its next chunk waiting: unlike a task, a chunk sent ahead
+ * can still be stopped (TAG_CANCEL makes the worker skip it). */
+static unsigned window_max(const wk *w) { return w->window < MAP_AHEAD ? MAP_AHEAD : w->window; }
+
 static flight *ring_push(wk *w) {
   if (w->n == w->cap) {
     unsigned cap = w->cap ? w->cap * 2 : 64;
@@ -372,12 +378,19 @@ static int encode(mpi_be *be, weft__job *j, const weft__map_view *v, uint64_t id
   return 0;
 }
 
-/* Pop up to max jobs from the FIFO. */
-static weft__job *fifo_pop(mpi_be *be, size_t max, size_t *got) {
+/* Pop up to max jobs from the FIFO; with a worker w, also no more than
+ * its window allows (map chunks may go MAP_AHEAD deep whatever the window).
+ * w NULL: no window. */
+static weft__job *fifo_pop(mpi_be *be, size_t max, size_t *got, const struct wk *w) {
   pthread_mutex_lock(&be->q_mu);
   weft__job *head = be->fifo_head, *last = NULL, *j = head;
   size_t k = 0;
   while (j && k < max) {
+    if (w) {
+      unsigned lim = w->window;
+      if (j->kind == WEFT__JOB_MAP && lim < MAP_AHEAD) lim = MAP_AHEAD;
+      if (w->n + k >= lim) break;
+    }
     last = j;
     j = j->next;
     k++;
@@ -416,18 +429,16 @@ static void break_executor(mpi_be *be, int worker, int code);
 static void dispatch(mpi_be *be, bool *progress) {
   for (unsigned wi = 0; wi < be->nw; wi++) {
     wk *w = &be->w[wi];
-    if (w->n >= w->window) continue;
+    if (w->n >= window_max(w)) continue;
     size_t queued = atomic_load_explicit(&be->fifo_len, memory_order_relaxed);
     if (!queued) return;
     /* Share what is queued among the workers with room. */
     unsigned with_room = 0;
-    for (unsigned k = wi; k < be->nw; k++) with_room += be->w[k].n < be->w[k].window;
+    for (unsigned k = wi; k < be->nw; k++) with_room += be->w[k].n < window_max(&be->w[k]);
     size_t share = (queued + with_room - 1) / with_room;
-    size_t room = w->window - w->n;
-    if (room > share) room = share;
     size_t got;
-    weft__job *j = fifo_pop(be, room, &got);
-    if (!j) return;
+    weft__job *j = fifo_pop(be, share, &got, w);
+    if (!j) continue; /* its window is full for what comes next */
     be->tx.len = sizeof(work_hdr);
     if (!tbuf_room(&be->tx, 0)) {
       fifo_unpop(be, j);
@@ -707,7 +718,7 @@ static void break_executor(mpi_be *be, int worker, int code) {
     while (w->n) end_flight(be, w, c, NULL, 0, "the MPI executor broke", NULL, NULL, 0, 0, false);
   }
   size_t got;
-  weft__job *j = fifo_pop(be, SIZE_MAX, &got);
+  weft__job *j = fifo_pop(be, SIZE_MAX, &got, NULL);
   while (j) {
     weft__job *nx = j->next;
     atomic_fetch_sub_explicit(&be->queued, weft__job_items(j), memory_order_relaxed);
@@ -738,7 +749,7 @@ static void cancel_queued(mpi_be *be) {
   atomic_store(&be->cancel_pending, true);
   while (atomic_load(&be->submitting)) sched_yield(); /* between check and push */
   size_t got;
-  cancel_list(be, fifo_pop(be, SIZE_MAX, &got));
+  cancel_list(be, fifo_pop(be, SIZE_MAX, &got, NULL));
   weft__job *stack = atomic_exchange(&be->incoming, NULL), *rev = NULL;
   while (stack) {
     weft__job *nx = stack->next;
@@ -773,7 +784,7 @@ static void *comm_main(void *arg) {
     bool broken = atomic_load_explicit(&be->broken, memory_order_relaxed);
     if (broken) {
       size_t got;
-      weft__job *j = fifo_pop(be, SIZE_MAX, &got);
+      weft__job *j = fifo_pop(be, SIZE_MAX, &got, NULL);
       while (j) {
         weft__job *nx = j->next;
         atomic_fetch_sub_explicit(&be->queued, weft__job_items(j), memory_order_relaxed);

@@ -48,11 +48,21 @@
 #define FLUSH_BYTES (256 * 1024) /* ... or once this many bytes wait */
 #define CANCEL_CHECK_NS 50000   /* a map chunk looks for TAG_CANCEL this often */
 #define CANCELLED_MAX 64        /* cancels remembered for chunks not yet seen */
+#define DRAIN_PROBES 4          /* empty probes before drain() concludes */
 
 typedef struct buf {
   unsigned char *p;
   size_t len, cap;
 } buf;
+
+/* A message taken from MPI early (while a map chunk looked for cancels),
+ * waiting for the main loop. */
+typedef struct qmsg {
+  struct qmsg *next;
+  int tag;
+  size_t len;
+  _Alignas(8) unsigned char data[];
+} qmsg;
 
 static struct {
   const weft_task **table; /* the client's names, resolved; NULL entry: unknown here */
@@ -66,6 +76,7 @@ static struct {
   buf slots;               /* a map chunk's results */
   uint64_t cancelled[CANCELLED_MAX]; /* ids of TAG_CANCEL for chunks not yet run */
   unsigned ncancelled;
+  qmsg *q_head, *q_tail;   /* messages taken early, oldest first */
   int64_t last_msg_ns;
 } W;
 
@@ -178,25 +189,60 @@ static void receive(const MPI_Status *st, buf *into) {
   into->len = (size_t)n;
 }
 
-/* Was a TAG_CANCEL for id received (now or before)? Reads the cancels
- * that are waiting. */
-static bool cancelled(uint64_t id) {
-  for (;;) {
-    int flag = 0;
+/* Record a TAG_CANCEL's bytes (malformed ones are dropped). */
+static void note_cancel(const unsigned char *p, size_t len) {
+  cancel_msg c;
+  if (len != sizeof c) return;
+  memcpy(&c, p, sizeof c);
+  if (c.magic == WEFT__MPI_MAGIC) W.cancelled[W.ncancelled++ % CANCELLED_MAX] = c.id;
+}
+
+/* Take every message that has arrived from the client: cancels are noted
+ * at once, the others queued in order for the main loop. Seen with MPICH
+ * (over UCX): a probe for TAG_CANCEL alone missed a cancel that waited
+ * behind an unreceived TAG_WORK, and after a long task the first probe
+ * shows nothing at all (it only starts progress); so the worker takes
+ * everything, and probes a few times before it concludes. Without this a
+ * chunk sent ahead ran although its cancel had arrived (map_ahead_skipped). */
+static void drain(void) {
+  for (int empty = 0;;) {
+    int flag = 0, n = 0;
     MPI_Status st;
-    MPI_Iprobe(0, TAG_CANCEL, weft__mpi.comm, &flag, &st);
-    if (!flag) break;
-    cancel_msg c = {0};
-    int n = 0;
+    int e = MPI_Iprobe(0, MPI_ANY_TAG, weft__mpi.comm, &flag, &st);
+    if (e != MPI_SUCCESS) die("MPI_Iprobe", e);
+    /* After a long task, one probe only starts MPI's progress (MPICH over
+     * UCX shows nothing to the first): ask a few times before concluding
+     * that nothing came. */
+    if (!flag) {
+      if (++empty < DRAIN_PROBES) continue;
+      return;
+    }
+    empty = 0;
     MPI_Get_count(&st, MPI_BYTE, &n);
-    unsigned char tmp[64];
-    if (n < 0 || n > (int)sizeof tmp) n = (int)sizeof tmp; /* bad: read and drop */
-    MPI_Recv(tmp, n, MPI_BYTE, 0, TAG_CANCEL, weft__mpi.comm, MPI_STATUS_IGNORE);
-    if (n != (int)sizeof c) continue;
-    memcpy(&c, tmp, sizeof c);
-    if (c.magic != WEFT__MPI_MAGIC) continue;
-    W.cancelled[W.ncancelled++ % CANCELLED_MAX] = c.id;
+    if (n < 0) n = 0;
+    qmsg *q = weft__malloc(sizeof *q + (size_t)n + 8);
+    if (!q) oom();
+    e = MPI_Recv(q->data, n, MPI_BYTE, 0, st.MPI_TAG, weft__mpi.comm, MPI_STATUS_IGNORE);
+    if (e != MPI_SUCCESS) die("MPI_Recv", e);
+    if (st.MPI_TAG == TAG_CANCEL) {
+      note_cancel(q->data, (size_t)n);
+      weft__free(q);
+      continue;
+    }
+    q->tag = st.MPI_TAG;
+    q->len = (size_t)n;
+    q->next = NULL;
+    if (W.q_tail)
+      W.q_tail->next = q;
+    else
+      W.q_head = q;
+    W.q_tail = q;
   }
+}
+
+/* Was a TAG_CANCEL for id received (now or before)? */
+static bool cancelled(uint64_t id) {
+  drain();
   unsigned k = W.ncancelled < CANCELLED_MAX ? W.ncancelled : CANCELLED_MAX;
   for (unsigned i = 0; i < k; i++)
     if (W.cancelled[i] == id) return true;
@@ -424,50 +470,69 @@ static void work(const buf *m) {
     } else {
       run_map(&r, t, d);
     }
-    W.busy_ns += weft_now_ns() - t0;
-    maybe_flush();
+    int64_t took = weft_now_ns() - t0;
+    W.busy_ns += took;
+    /* A slow record's answer goes at once: the next one may be slow too,
+     * and the client waits for this one (a map chunk, a task's future). */
+    if (took >= FLUSH_NS)
+      flush();
+    else
+      maybe_flush();
   }
   flush();
+}
+
+/* Serve one message. */
+static void serve(int tag, const buf *m) {
+  switch (tag) {
+  case TAG_HELLO: hello(m); break;
+  case TAG_WORK: work(m); break;
+  case TAG_CANCEL: note_cancel(m->p, m->len); break;
+  case TAG_CLOSE:
+    weft__free(W.table);
+    W.table = NULL;
+    W.ntable = 0;
+    W.ncancelled = 0;
+    break;
+  case TAG_FINALIZE:
+    weft__free(W.table);
+    weft__free(W.in.p);
+    weft__free(W.out.p);
+    weft__free(W.slots.p);
+    weft__scratch_fini(&W.scratch);
+    while (W.q_head) {
+      qmsg *nx = W.q_head->next;
+      weft__free(W.q_head);
+      W.q_head = nx;
+    }
+    MPI_Comm_free(&weft__mpi.comm);
+    if (LEAK_CHECK()) {
+      fprintf(stderr, "weft mpi: rank %d: leaks found\n", weft__mpi.rank);
+      exit(1);
+    }
+    /* Always: the program's own MPI_Finalize, after weft_mpi_init, never
+     * runs on a worker rank. */
+    MPI_Finalize();
+    exit(0);
+  default: break; /* not weft's: ignore */
+  }
 }
 
 void weft__mpi_serve(void) {
   W.last_msg_ns = weft_now_ns();
   for (;;) {
+    qmsg *q = W.q_head;
+    if (q) { /* taken early: serve in order before anything newer */
+      W.q_head = q->next;
+      if (!W.q_head) W.q_tail = NULL;
+      buf m = {q->data, q->len, q->len};
+      serve(q->tag, &m);
+      weft__free(q);
+      W.last_msg_ns = weft_now_ns();
+      continue;
+    }
     MPI_Status st = wait_message();
     receive(&st, &W.in);
-    switch (st.MPI_TAG) {
-    case TAG_HELLO: hello(&W.in); break;
-    case TAG_WORK: work(&W.in); break;
-    case TAG_CANCEL:
-      if (W.in.len == sizeof(cancel_msg)) {
-        cancel_msg c;
-        memcpy(&c, W.in.p, sizeof c);
-        if (c.magic == WEFT__MPI_MAGIC) W.cancelled[W.ncancelled++ % CANCELLED_MAX] = c.id;
-      }
-      break;
-    case TAG_CLOSE:
-      weft__free(W.table);
-      W.table = NULL;
-      W.ntable = 0;
-      W.ncancelled = 0;
-      break;
-    case TAG_FINALIZE: {
-      weft__free(W.table);
-      weft__free(W.in.p);
-      weft__free(W.out.p);
-      weft__free(W.slots.p);
-      weft__scratch_fini(&W.scratch);
-      MPI_Comm_free(&weft__mpi.comm);
-      if (LEAK_CHECK()) {
-        fprintf(stderr, "weft mpi: rank %d: leaks found\n", weft__mpi.rank);
-        exit(1);
-      }
-      /* Always: the program's own MPI_Finalize, after weft_mpi_init, never
-       * runs on a worker rank. */
-      MPI_Finalize();
-      exit(0);
-    }
-    default: break; /* not weft's: ignore */
-    }
+    serve(st.MPI_TAG, &W.in);
   }
 }

@@ -273,6 +273,35 @@ TEST(malformed_messages) {
   weft_executor_destroy(ex);
 }
 
+/* Map chunks travel two deep to a worker even when slow, so that it finds
+ * its next chunk waiting; one sent ahead but not started when the map's
+ * deadline passes is skipped, not run (a TAG_CANCEL reaches it first). */
+TEST(map_ahead_skipped) {
+  conf_setup();
+  conf_register_tasks();
+  weft_executor *ex;
+  weft_executor_opts o = mpi;
+  o.workers = 1;
+  ASSERT_OK(weft_executor_create(&ex, &o));
+  int32_t in[10];
+  int64_t out[10];
+  for (int i = 0; i < 10; i++) in[i] = 100; /* 100 ms each */
+  weft_map_opts mo = {.chunksize = 1, .deadline_ns = weft_deadline_in_ms(150)};
+  ASSERT_ERR(weft_executor_map(ex, &T_SLEEP_SQUARE, in, 4, out, 8, 10, &mo), WEFT_ETIMEDOUT);
+  atomic_store(&conf_sh->map_returned, 1);
+  /* Item 0 ran, item 1 was running at the deadline, item 2 had been sent
+   * ahead and is skipped. */
+  ASSERT_EQ(atomic_load(&conf_sh->ran), 2);
+  conf_sleep_ms(150);
+  ASSERT_EQ(atomic_load(&conf_sh->ran), 2);
+  ASSERT_EQ(atomic_load(&conf_sh->after_return), 0);
+  /* The executor still works. */
+  in[0] = 3;
+  ASSERT_OK(weft_executor_map(ex, &T_SLEEP_SQUARE, in, 4, out, 8, 1, NULL));
+  ASSERT_EQ(out[0], 9);
+  weft_executor_destroy(ex);
+}
+
 /* Many tiny tasks: one at a time with futures (the window grows and
  * records travel many to a message), submit_many, and a big map. */
 TEST(many_small) {
