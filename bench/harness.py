@@ -52,6 +52,8 @@ WORKLOADS = {
     "W5": "w5_shmq",
     "W6a": "w6a_coro",
     "W6b": "w6b_spawn",
+    "W7": "w7_http",
+    "W7p": "w7p_patch",
     "W8": "w8_mpi",
 }
 
