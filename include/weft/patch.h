@@ -55,6 +55,9 @@
  *    coroutine of the same hub waits on wakes that coroutine: its call
  *    fails with EBADF.
  *
+ * A forked child runs libc's own calls (the hub's epoll set is shared with
+ * the parent): patching is off there and weft_patch_active() says so.
+ *
  * Statically linked programs: a static executable has no dynamic symbol
  * lookup, so nothing can be interposed; libweft_patch is built only as a
  * shared library and weft_patch_all() returns WEFT_ENOTSUP there. Such
@@ -85,7 +88,8 @@ extern "C" {
  * Thread-safety: any thread. */
 WEFT_API int weft_patch_all(void);
 
-/* Whether weft_patch_all() has succeeded in this process.
+/* Whether weft_patch_all() has succeeded in this process (false in a
+ * child forked after it).
  * Thread-safety: any thread. */
 WEFT_API bool weft_patch_active(void);
 

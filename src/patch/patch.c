@@ -44,6 +44,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -157,6 +158,13 @@ static void *resolve(const char *name, void *fallback) {
 
 static const weft__patch_ops *_Atomic g_ops;
 
+/* A forked child shares its hub's epoll set with the parent (the set is
+ * one kernel object): waiting on it there would steal the parent's events.
+ * So the child runs libc's calls, as an unpatched program would. */
+static void atfork_child(void) { atomic_store_explicit(&g_ops, NULL, memory_order_relaxed); }
+static void atfork_install(void) { pthread_atfork(NULL, NULL, atfork_child); }
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
 EXPORT int weft__patch_enable(const weft__patch_ops *ops);
 EXPORT int weft__patch_enable(const weft__patch_ops *ops) {
   if (!ops || ops->version != WEFT__PATCH_OPS_VERSION || ops->size < sizeof *ops)
@@ -169,6 +177,7 @@ EXPORT int weft__patch_enable(const weft__patch_ops *ops) {
    * process's read is libc's own and nothing would ever reach us. */
   void *first = dlsym(RTLD_DEFAULT, "read");
   if (!first || first == (void *)REAL(read)) return -ENOTSUP;
+  pthread_once(&atfork_once, atfork_install);
   atomic_store_explicit(&g_ops, ops, memory_order_release);
   return 0;
 }
@@ -422,20 +431,55 @@ static ssize_t sock_io(const weft__patch_ops *o, void *h, const struct io *io, i
 }
 
 /* Pipes, ttys and the like: wait for readiness, then make the call. */
+/* What read/write on a descriptor found to be no socket met: a hint that
+ * spares the failed send/recv and the fstat next time. Only pollable kinds
+ * are kept, and every kind is handled correctly by the poll-first path, so
+ * a stale entry (the number closed where no wrapper saw it, and reused)
+ * costs speed, never correctness: a socket taken for a pipe is polled
+ * first, then read or written with the plain call. The wrapped closes clear
+ * it. Descriptors above the table are not cached. */
+enum { KIND_UNKNOWN = 0, KIND_FIFO, KIND_OTHER };
+#define KIND_MAX 65536
+static _Atomic unsigned char fd_kind[KIND_MAX];
+
+static int kind_get(int fd) {
+  return fd >= 0 && fd < KIND_MAX ? atomic_load_explicit(&fd_kind[fd], memory_order_relaxed)
+                                  : KIND_UNKNOWN;
+}
+
+static void kind_set(int fd, int k) {
+  if (fd >= 0 && fd < KIND_MAX) atomic_store_explicit(&fd_kind[fd], (unsigned char)k, memory_order_relaxed);
+}
+
+static void kind_clear(int lo, int hi) {
+  if (lo < 0) lo = 0;
+  if (hi >= KIND_MAX) hi = KIND_MAX - 1;
+  for (int fd = lo; fd <= hi; fd++) atomic_store_explicit(&fd_kind[fd], 0, memory_order_relaxed);
+}
+
 static ssize_t other_io(const weft__patch_ops *o, void *h, const struct io *io, int saved) {
   int fl = fcntl(io->fd, F_GETFL);
-  struct stat st;
-  if (fl < 0 || (fl & O_NONBLOCK) || fstat(io->fd, &st) != 0 || S_ISREG(st.st_mode) ||
-      S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) {
+  if (fl < 0 || (fl & O_NONBLOCK)) {
     errno = saved;
     return forward(io);
+  }
+  int kind = kind_get(io->fd);
+  if (kind == KIND_UNKNOWN) {
+    struct stat st;
+    if (fstat(io->fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ||
+        S_ISDIR(st.st_mode) || S_ISSOCK(st.st_mode)) {
+      errno = saved;
+      return forward(io);
+    }
+    kind = S_ISFIFO(st.st_mode) ? KIND_FIFO : KIND_OTHER;
+    kind_set(io->fd, kind);
   }
   bool wr = is_write(io->op);
   bool iov = io->op == OP_READV || io->op == OP_WRITEV;
   size_t total = iov ? iov_total(io->iov, io->iovcnt) : io->len;
   /* A writable pipe takes PIPE_BUF bytes at once; a blocking write of
    * more is not atomic anyway, so it may go in pieces. */
-  bool pieces = wr && S_ISFIFO(st.st_mode);
+  bool pieces = wr && kind == KIND_FIFO;
   size_t done = 0;
   for (;;) {
     int w = wait1(o, h, io->fd, wr ? POLLOUT : POLLIN, FOREVER, true);
@@ -487,6 +531,9 @@ static ssize_t do_io(struct io *io) {
   if (!h || (io->flags & MSG_DONTWAIT)) return forward(io);
   if (has_iov(io->op) && (io->iovcnt < 0 || io->iovcnt > IOV_MAX)) return forward(io);
   int saved = errno;
+  if (kind_get(io->fd) != KIND_UNKNOWN &&
+      (io->op == OP_READ || io->op == OP_WRITE || io->op == OP_READV || io->op == OP_WRITEV))
+    return other_io(o, h, io, saved);
   bool not_sock = false;
   ssize_t r = sock_io(o, h, io, saved, &not_sock);
   if (!not_sock) return r;
@@ -901,6 +948,7 @@ EXPORT int getaddrinfo(const char *__restrict node, const char *__restrict servi
 static void forget(int lo, int hi) {
   const weft__patch_ops *o = atomic_load_explicit(&g_ops, memory_order_acquire);
   if (__builtin_expect(o == NULL, 1)) return;
+  kind_clear(lo, hi);
   void *h = o->hub();
   if (h) o->fds_closed(h, lo, hi);
 }

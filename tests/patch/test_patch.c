@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -887,4 +888,73 @@ TEST(fortified_entry_points_are_patched) {
   ASSERT_EQ(write(p[1], "F", 1), 1);
   ASSERT_EQ(join(c), 'F');
   close(p[0]), close(p[1]);
+}
+
+/* ---------------------------------------------------------------- fork */
+
+static int forker(void *arg) {
+  (void)arg;
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  pid_t pid = fork();
+  if (pid < 0) return 2;
+  if (pid == 0) {
+    /* The child shares the hub's epoll set with the parent: its calls are
+     * libc's, even in what was a coroutine. */
+    if (weft_patch_active()) _exit(10);
+    if (usleep(1000) != 0) _exit(11);
+    char c;
+    if (write(p[1], "C", 1) != 1 || read(p[0], &c, 1) != 1 || c != 'C') _exit(12);
+    _exit(0);
+  }
+  /* The parent still waits cooperatively. */
+  char c;
+  struct pollfd pf = {.fd = p[0], .events = POLLIN};
+  if (poll(&pf, 1, 50) < 0) return 3;
+  int st;
+  while (waitpid(pid, &st, 0) < 0) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return 100 + (WIFEXITED(st) ? WEXITSTATUS(st) : 99);
+  (void)c;
+  close(p[0]), close(p[1]);
+  return 0;
+}
+
+TEST(forked_child_runs_libc_calls) {
+  patch_on();
+  ticks = 0;
+  ticker_stop = false;
+  weft_coro *t = spawn(ticker, NULL);
+  ASSERT_EQ(join(spawn(forker, NULL)), 0);
+  ASSERT(weft_patch_active());
+  ASSERT_EQ(join(spawn(sleeper, (void *)(intptr_t)1)), 0);
+  ticker_stop = true;
+  join(t);
+}
+
+TEST(kind_hint_survives_reuse_behind_weft) {
+  patch_on();
+  /* Read a pipe once (the wrappers note "pipe" for its number), close it
+   * where no wrapper sees it, and reuse the number for a socket: reads and
+   * a bulk write through it must still be right and cooperative. */
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  struct pipe_io io = {.fd = p[0]};
+  weft_coro *r = spawn(pipe_reader, &io);
+  ASSERT_EQ(write(p[1], "P", 1), 1);
+  ASSERT_EQ(join(r), 'P');
+  int fd = p[0], wfd = p[1];
+  ASSERT_EQ(syscall(SYS_close, fd), 0);
+  ASSERT_EQ(syscall(SYS_close, wfd), 0);
+  int s[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+  ASSERT_EQ(s[0], fd);
+  io = (struct pipe_io){.fd = s[0]};
+  r = spawn(pipe_reader, &io);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_EQ(io.done_at, 0);
+  ASSERT_EQ(write(s[1], "S", 1), 1);
+  ASSERT_EQ(join(r), 'S');
+  bulk_pair(s[1], s[0], false);
+  close(s[0]), close(s[1]);
 }
