@@ -1121,6 +1121,13 @@ static void mpi_stats(const void *p, weft_executor_stats *out) {
 
 static bool mpi_on_worker(const void *p) { return tls_comm == p; }
 
+/* A map's caller gave up: wake the thread, so that it sends TAG_CANCEL for
+ * the running chunks now rather than after its nap. */
+static void mpi_map_stop(void *p) {
+  mpi_be *be = p;
+  weft__evc_notify(&be->wake);
+}
+
 const weft__executor_ops weft__mpi_ops = {
     .kind_name = "mpi",
     .needs_names = true,
@@ -1132,4 +1139,5 @@ const weft__executor_ops weft__mpi_ops = {
     .stats = mpi_stats,
     .on_worker = mpi_on_worker,
     .default_workers = mpi_default_workers,
+    .map_stop = mpi_map_stop,
 };
