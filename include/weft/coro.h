@@ -140,9 +140,13 @@ WEFT_API bool weft_hub_active(void);
 
 /* Write one line per coroutine of this thread's hub to out: id, name,
  * state (running, ready, blocked on what and for how long, finished),
- * whether it was cancelled, and where it was spawned. A thread without a
- * hub writes one line saying so. Returns the number of coroutines listed.
- * Thread-safety: the hub's own thread. */
+ * whether it was cancelled, and where it was spawned; under each, its
+ * backtrace ("#n address module+offset [symbol+offset]", the offset being
+ * what addr2line -e module takes), taken on the coroutine's own stack by
+ * switching to it and straight back (it stays suspended; nothing it waits
+ * on is touched). A thread without a hub writes one line saying so.
+ * Returns the number of coroutines listed. Thread-safety: the hub's own
+ * thread. */
 WEFT_API size_t weft_hub_dump(FILE *out);
 
 /* What the watchdog reports about a stall. */

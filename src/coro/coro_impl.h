@@ -175,6 +175,11 @@ struct weft__hub {
   size_t altstack_size;
   const void *root_stack_lo; /* bounds of the thread's stack (ASan) */
   size_t root_stack_size;
+  /* a dump asking a suspended coroutine for its backtrace (hub.c) */
+  weft_coro *bt_target;      /* the coroutine asked, or NULL */
+  weft_coro *bt_from;        /* the coroutine to switch back to */
+  void *bt_buf[24];
+  int bt_n;
   pid_t tid;
   struct weft__wd *wd;       /* watchdog record while watched (watchdog.c) */
 };

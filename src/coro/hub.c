@@ -14,7 +14,10 @@
  * the remote inbox (offload.c) is the only cross-thread path.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,23 +143,50 @@ void weft__wake_abort(weft_coro *c, int result) {
 
 static void recycle(weft__hub *h, weft_coro *c);
 
+static const void *stack_lo_of(const weft__hub *h, const weft_coro *c) {
+  return c->is_root ? h->root_stack_lo : c->stack.lo;
+}
+static size_t stack_size_of(const weft__hub *h, const weft_coro *c) {
+  return c->is_root ? h->root_stack_size : c->stack.size;
+}
+
+static void backtrace_for_dump(weft__hub *h, weft_coro *self);
+
 /* Switch from the running coroutine to next (READY, already off the queue). */
 static void switch_to(weft__hub *h, weft_coro *self, weft_coro *next) {
   h->current = next;
   next->state = WEFT__CORO_RUNNING;
   if (WEFT_UNLIKELY(h->wd != NULL)) weft__wd_note(h->wd, next);
-  const void *lo = next->is_root ? h->root_stack_lo : next->stack.lo;
-  size_t size = next->is_root ? h->root_stack_size : next->stack.size;
-  weft__san_start_switch(self->state == WEFT__CORO_DONE ? NULL : &self->asan_fake, lo, size);
+  weft__san_start_switch(self->state == WEFT__CORO_DONE ? NULL : &self->asan_fake,
+                         stack_lo_of(h, next), stack_size_of(h, next));
   weft__tsan_switch(next->tsan_fiber);
   weft__ctx_switch(&self->ctx, &next->ctx);
   /* Back on self's stack, switched to by some other coroutine. */
   weft__san_finish_switch(self->asan_fake);
+  while (WEFT_UNLIKELY(h->bt_target == self)) backtrace_for_dump(h, self);
   if (h->zombie) {
     weft_coro *z = h->zombie;
     h->zombie = NULL;
     recycle(h, z);
   }
+}
+
+/* A switch that changes no state: for the dump's visit to a suspended
+ * coroutine and back. */
+static void visit_switch(weft__hub *h, weft_coro *from, weft_coro *to) {
+  weft__san_start_switch(&from->asan_fake, stack_lo_of(h, to), stack_size_of(h, to));
+  weft__tsan_switch(to->tsan_fiber);
+  weft__ctx_switch(&from->ctx, &to->ctx);
+  weft__san_finish_switch(from->asan_fake);
+}
+
+/* Runs on a suspended coroutine's own stack, in switch_to, when a dump
+ * switched to it only to ask where it is: record the call chain and go
+ * back, still suspended. */
+static void backtrace_for_dump(weft__hub *h, weft_coro *self) {
+  h->bt_n = backtrace(h->bt_buf, (int)(sizeof h->bt_buf / sizeof h->bt_buf[0]));
+  h->bt_target = NULL;
+  visit_switch(h, self, h->bt_from);
 }
 
 /* Run the next ready coroutine; return when self runs again. self has
@@ -529,19 +559,53 @@ static const char *state_name(const weft_coro *c) {
   }
 }
 
+/* The call chain of c, into h->bt_buf: c's own stack when it runs, else a
+ * visit to c (a coroutine that never ran has none). */
+static int dump_backtrace(weft__hub *h, weft_coro *c) {
+  if (c == h->current) {
+    h->bt_n = backtrace(h->bt_buf, (int)(sizeof h->bt_buf / sizeof h->bt_buf[0]));
+    return h->bt_n;
+  }
+  if (!c->started || c->state == WEFT__CORO_DONE || h->in_scheduler) return 0;
+  h->bt_n = 0;
+  h->bt_target = c;
+  h->bt_from = h->current;
+  visit_switch(h, h->current, c);
+  return h->bt_n;
+}
+
+static void print_frames(FILE *out, void *const *frames, int n) {
+  for (int i = 0; i < n; i++) {
+    Dl_info di;
+    uintptr_t a = (uintptr_t)frames[i];
+    /* A return address points after the call: look up a byte before it. */
+    if (dladdr((void *)(a - 1), &di) && di.dli_fname) {
+      const char *mod = strrchr(di.dli_fname, '/');
+      mod = mod ? mod + 1 : di.dli_fname;
+      fprintf(out, "      #%d 0x%" PRIxPTR " %s+0x%" PRIxPTR, i, a, mod,
+              a - (uintptr_t)di.dli_fbase);
+      if (di.dli_sname) fprintf(out, " %s+0x%" PRIxPTR, di.dli_sname, a - (uintptr_t)di.dli_saddr);
+      fputc('\n', out);
+    } else {
+      fprintf(out, "      #%d 0x%" PRIxPTR "\n", i, a);
+    }
+  }
+}
+
 size_t weft_hub_dump(FILE *out) {
   weft__hub *h = tls_hub;
   if (!h) {
     fprintf(out, "weft hub: none on this thread\n");
     return 0;
   }
-  size_t n = 0;
-  fprintf(out, "weft hub of thread %d: %zu coroutine(s) besides main, %zu ready\n", (int)h->tid,
-          h->live, (size_t)0 + (size_t)!weft__list_empty(&h->ready));
+  size_t n = 0, nready = 0;
   weft__list *p;
+  weft__list_for_each(p, &h->ready) nready++;
+  fprintf(out, "weft hub of thread %d: %zu coroutine(s) besides main, %zu ready\n", (int)h->tid,
+          h->live, nready);
   int64_t now = weft_now_ns();
   weft__list_for_each(p, &h->all) {
-    const weft_coro *c = weft__container_of(p, weft_coro, all_link);
+    weft_coro *c = weft__container_of(p, weft_coro, all_link);
     n++;
     fprintf(out, "  #%llu \"%s\" %s", (unsigned long long)c->id, c->name, state_name(c));
     if (c->state == WEFT__CORO_BLOCKED) {
@@ -559,6 +623,9 @@ size_t weft_hub_dump(FILE *out) {
     else
       fprintf(out, ", spawned at %s:%d, stack %zu KiB\n", c->file, c->line,
               c->stack.size / 1024);
+    /* Frame 0 is inside the dump or the switch: start at 1. */
+    int k = dump_backtrace(h, c);
+    if (k > 1) print_frames(out, h->bt_buf + 1, k - 1);
   }
   return n;
 }
