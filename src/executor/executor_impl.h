@@ -172,19 +172,49 @@ struct weft_task_ctx {
   char msg_inline[WEFT__MSG_INLINE];
 };
 
+/* These four run once per task and per map item: inline, so that a map's
+ * per-item cost is the task's own call and little else. */
+
 /* Prepare ctx for one task run. f for SINK_FUTURE, slot/slot_size for
  * SINK_SLOT, scratch for SLOT and SCRATCH. */
-void weft__task_ctx_init(weft_task_ctx *ctx, enum weft__sink sink, weft_future *f,
-                         void *slot, size_t slot_size, weft__scratch *scratch);
+static inline void weft__task_ctx_init(weft_task_ctx *ctx, enum weft__sink sink,
+                                       weft_future *f, void *slot, size_t slot_size,
+                                       weft__scratch *scratch) {
+  ctx->sink = sink;
+  ctx->fut = f;
+  ctx->slot = slot;
+  ctx->slot_size = slot_size;
+  ctx->scratch = scratch;
+  ctx->buf = NULL;
+  ctx->result_len = 0;
+  ctx->result_in_slot = false;
+  ctx->result_oom = false;
+  ctx->fail_code = 0;
+  ctx->msg = NULL;
+}
 /* The task returned rc: the outcome to report. 0 (a SLOT result of exactly
  * slot_size bytes; any result otherwise), or < 0: the task's code, a
  * positive return as WEFT_ETASKFAILED, WEFT_ENOMEM when the task returned 0
  * after its result could not be stored, WEFT_EMSGSIZE for a SLOT result of
  * the wrong size. */
-int weft__task_ctx_outcome(const weft_task_ctx *ctx, int rc);
+static inline int weft__task_ctx_outcome(const weft_task_ctx *ctx, int rc) {
+  if (rc > 0) return WEFT_ETASKFAILED;
+  if (rc < 0) return rc;
+  if (ctx->result_oom) return WEFT_ENOMEM;
+  if (ctx->sink == WEFT__SINK_SLOT) {
+    bool ok = ctx->buf ? ctx->result_in_slot : ctx->slot_size == 0;
+    if (!ok) return WEFT_EMSGSIZE;
+  }
+  return 0;
+}
 /* The message for a failed outcome, or NULL. Valid until ctx_fini. */
-const char *weft__task_ctx_message(const weft_task_ctx *ctx);
-void weft__task_ctx_fini(weft_task_ctx *ctx);
+static inline const char *weft__task_ctx_message(const weft_task_ctx *ctx) { return ctx->msg; }
+/* Free a message weft_task_fail put on the heap (the rare path of fini). */
+void weft__task_ctx_free_msg(weft_task_ctx *ctx);
+static inline void weft__task_ctx_fini(weft_task_ctx *ctx) {
+  if (__builtin_expect(ctx->msg && ctx->msg != ctx->msg_inline, 0)) weft__task_ctx_free_msg(ctx);
+  ctx->msg = NULL;
+}
 
 /* ------------------------------------------------------------ registry */
 

@@ -33,6 +33,8 @@
  *    dispatches queued jobs to idle workers, copies results back into
  *    futures and map outputs, ends futures (their callbacks run on it, with
  *    no lock held), and replaces dead workers. It sleeps on comp_seq.
+ *    A submitter that finds a worker idle hands its job over itself, under
+ *    mu (one hop less for a lone task).
  *  - The monitor sleeps in poll() on a pidfd per worker and an eventfd
  *    (its own doorbell), with the nearest task deadline as timeout. A pidfd
  *    that becomes readable (the worker ended) is reported to the collector;
@@ -42,12 +44,21 @@
  *
  * Self-healing. A dead worker's task (if it had started) fails with
  * WEFT_EWORKERDIED and a message naming the worker, its pid and the signal
- * or exit status; a map chunk keeps the outputs of the items that finished
- * and fails at the first one that did not. A task that had been handed over
- * but not started goes back to the head of the queue. The collector forks
+ * or exit status; in a map chunk only the item that was running fails (it
+ * is never run again) and the rest of the chunk runs on another worker. A
+ * task that had been handed over but not started goes back to the head of
+ * the queue. The collector forks
  * a replacement at once. A worker that dies before it is ready (its
  * initializer crashed) three times in a row breaks the pool: queued and
  * later work fails with WEFT_EBROKEN instead of forking forever.
+ *
+ * Maps. A chunk stays on one worker. Where the system allows a worker to
+ * read and write its parent's memory (process_vm_readv/writev; each worker
+ * checks at start), the worker pulls 64 KiB of the caller's inputs at a
+ * time, runs them into a private buffer and pushes the outputs back: the
+ * copies run in parallel on the workers and the parent only waits.
+ * Otherwise the parent copies windows of inputs into the slot's data area
+ * and the outputs out of it.
  *
  * Locking: mu guards the queue, each slot's parent-side state (st, cur,
  * dead, pid, pidfd, fut, deadline, kill_reason), the pool state and the
@@ -237,7 +248,6 @@ typedef struct ppool {
   _Atomic uint32_t created;  /* 1: first workers started, 2: failed; futex word */
   int create_err;
   _Atomic uint64_t queued, running, completed;
-  _Atomic int64_t last_replace_ns; /* death seen -> replacement forked (stats) */
 } ppool;
 
 /* ------------------------------------------------------------ helpers */
@@ -257,8 +267,6 @@ static void poke_monitor(ppool *p) {
 static bool self_is(pthread_t t, bool have) { return have && pthread_equal(pthread_self(), t); }
 
 /* ------------------------------------------------------------- worker */
-
-static ppool *g_worker_pool; /* in a worker process: its pool */
 
 static void worker_notify(pool_hdr *h) {
   atomic_fetch_add_explicit(&h->comp_seq, 1, memory_order_seq_cst);
@@ -416,7 +424,6 @@ static void worker_on_exit(int status, void *unused) {
 }
 
 static __attribute__((noreturn)) void worker_main(ppool *p, pworker *w) {
-  g_worker_pool = p;
   /* A task that calls exit() ends the worker with its status, but the
    * parent's atexit handlers (inherited by fork) are the parent's: they
    * must not run here. Handlers run newest first, so this one runs before

@@ -157,23 +157,8 @@ int weft_task_find(const char *name, const weft_task **out) {
 
 /* ------------------------------------------------------------ the context */
 
-void weft__task_ctx_init(weft_task_ctx *ctx, enum weft__sink sink, weft_future *f,
-                         void *slot, size_t slot_size, weft__scratch *scratch) {
-  ctx->sink = sink;
-  ctx->fut = f;
-  ctx->slot = slot;
-  ctx->slot_size = slot_size;
-  ctx->scratch = scratch;
-  ctx->buf = NULL;
-  ctx->result_len = 0;
-  ctx->result_in_slot = false;
-  ctx->result_oom = false;
-  ctx->fail_code = 0;
-  ctx->msg = NULL;
-}
-
-void weft__task_ctx_fini(weft_task_ctx *ctx) {
-  if (ctx->msg && ctx->msg != ctx->msg_inline) weft__free(ctx->msg);
+void weft__task_ctx_free_msg(weft_task_ctx *ctx) {
+  weft__free(ctx->msg);
   ctx->msg = NULL;
 }
 
@@ -251,7 +236,7 @@ int weft_task_return(weft_task_ctx *ctx, const void *data, size_t len) {
   }
   void *p = result_buf(ctx, len);
   if (p && len) memmove(p, data, len);
-  weft__free(tmp);
+  if (tmp) weft__free(tmp); /* rare: a result that aliases the last one */
   return p ? 0 : WEFT_ENOMEM;
 }
 
@@ -286,18 +271,7 @@ int weft_task_fail(weft_task_ctx *ctx, int code, const char *fmt, ...) {
   return code;
 }
 
-int weft__task_ctx_outcome(const weft_task_ctx *ctx, int rc) {
-  if (rc > 0) return WEFT_ETASKFAILED;
-  if (rc < 0) return rc;
-  if (ctx->result_oom) return WEFT_ENOMEM;
-  if (ctx->sink == WEFT__SINK_SLOT) {
-    bool ok = ctx->buf ? ctx->result_in_slot : ctx->slot_size == 0;
-    if (!ok) return WEFT_EMSGSIZE;
-  }
-  return 0;
-}
 
-const char *weft__task_ctx_message(const weft_task_ctx *ctx) { return ctx->msg; }
 
 /* --------------------------------------------- for other process images */
 
