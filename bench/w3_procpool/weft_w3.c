@@ -187,6 +187,9 @@ static const weft_task SLOW_PID = {"bench.w3.slow_pid", slow_pid};
 
 /* The child: a pool of 2 and a long map; it dies of the SIGINT. */
 static __attribute__((noreturn)) void ctrl_c_child(int ready_fd) {
+  /* As in a program run from a terminal: SIGINT kills. (A shell starts
+   * background jobs with SIGINT ignored, and that is inherited.) */
+  signal(SIGINT, SIG_DFL);
   weft_executor *ex = make_pool(2);
   /* Both workers up and known to the parent before the map starts: two
    * tasks that each hold a worker for a while. */

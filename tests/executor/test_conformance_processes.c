@@ -542,6 +542,9 @@ static void parent_dies(int sig) {
   ASSERT_GE(parent, 0);
   if (parent == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* SIGINT's default action, as from a terminal (a shell's background
+     * job inherits it ignored). */
+    signal(SIGINT, SIG_DFL);
     parent_body();
   }
   CONF_EVENTUALLY(atomic_load(&psh->npids) == 1 && atomic_load(&conf_sh->ran) >= 3);
