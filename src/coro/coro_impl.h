@@ -242,6 +242,11 @@ weft__fdent *weft__fd_get(weft__hub *h, int fd, bool create);
 void weft__poll_io(weft__hub *h, int64_t timeout_ns);
 int weft__poll_init(weft__hub *h);
 void weft__poll_fini(weft__hub *h);
+/* In a forked child: a new epoll set of the child's own (poll.c), a new
+ * inbox eventfd (offload.c). */
+void weft__poll_atfork_child(weft__hub *h);
+void weft__remote_atfork_child(weft__hub *h);
+int weft__poll_add_remote(weft__hub *h, int fd);
 
 /* Remote inbox (offload.c). */
 int weft__remote_init(weft__hub *h);

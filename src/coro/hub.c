@@ -265,7 +265,25 @@ static void hub_key_destroy(void *p) {
   if (h) hub_free(h);
 }
 
-static void hub_key_make(void) { WEFT_ASSERT(pthread_key_create(&hub_key, hub_key_destroy) == 0); }
+/* Fork: the child has only the forking thread, and shares with its parent
+ * every kernel object the hub holds: the epoll set (registrations and
+ * readiness) and the inbox's eventfd. A child that kept using them would
+ * take the parent's events. So the forking thread's hub gets its own epoll
+ * set (the descriptors with waiters registered again) and its own eventfd;
+ * everything else (coroutines, timers, stacks) is the child's private copy
+ * already. Other threads' hubs have no thread left in the child. */
+static void hub_atfork_child(void) {
+  weft__hub *h = tls_hub;
+  if (!h) return;
+  h->tid = (pid_t)syscall(SYS_gettid);
+  weft__poll_atfork_child(h);
+  weft__remote_atfork_child(h);
+}
+
+static void hub_key_make(void) {
+  WEFT_ASSERT(pthread_key_create(&hub_key, hub_key_destroy) == 0);
+  pthread_atfork(NULL, NULL, hub_atfork_child);
+}
 
 weft__hub *weft__hub_get(void) { return tls_hub; }
 

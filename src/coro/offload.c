@@ -61,8 +61,6 @@ static void fwait_release(struct fwait *fw) {
   remote_release(r);
 }
 
-int weft__poll_add_remote(weft__hub *h, int fd);
-
 int weft__remote_init(weft__hub *h) {
   struct weft__remote *r = weft__calloc(1, sizeof *r);
   if (!r) return WEFT_ENOMEM;
@@ -83,6 +81,25 @@ int weft__remote_init(weft__hub *h) {
   }
   h->remote = r;
   return 0;
+}
+
+void weft__remote_atfork_child(weft__hub *h) {
+  struct weft__remote *r = h->remote;
+  if (!r) return;
+  /* The lock may have been held by a thread that does not exist here; the
+   * eventfd is shared with the parent. Keep the record (waits in progress
+   * point to it) with a fresh lock and an eventfd of the child's own;
+   * completions already in the list are the child's too. */
+  pthread_mutex_init(&r->mu, NULL);
+  close(r->efd);
+  r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (r->efd < 0) return; /* waits on futures then end at their deadlines */
+  weft__poll_add_remote(h, r->efd);
+  if (r->head) {
+    uint64_t one = 1;
+    ssize_t n = write(r->efd, &one, sizeof one);
+    (void)n;
+  }
 }
 
 int weft__remote_fd(const weft__hub *h) { return h->remote ? h->remote->efd : -1; }
@@ -187,17 +204,31 @@ int weft_coro_future_wait(weft_future *f, int64_t deadline_ns) {
 
 /* ------------------------------------------------------------- offload */
 
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+/* weft's own offload pool, made on first use. A forked child has none of
+ * its threads: the child makes a pool of its own (the parent's copy is left
+ * alone, as it cannot be shut down without its threads). pool_mu guards
+ * default_pool; the atfork handler resets both in the child. */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static weft_executor *default_pool;
+static pthread_once_t pool_atfork_once = PTHREAD_ONCE_INIT;
 
-static void pool_make(void) {
-  weft_executor_opts o = {.kind = WEFT_EXECUTOR_THREADS, .workers = 8, .name = "weft-offload"};
-  if (weft_executor_create(&default_pool, &o) != 0) default_pool = NULL;
+static void pool_atfork_child(void) {
+  pthread_mutex_init(&pool_mu, NULL);
+  default_pool = NULL;
 }
 
+static void pool_atfork_install(void) { pthread_atfork(NULL, NULL, pool_atfork_child); }
+
 static weft_executor *offload_pool(void) {
-  pthread_once(&pool_once, pool_make);
-  return default_pool;
+  pthread_once(&pool_atfork_once, pool_atfork_install);
+  pthread_mutex_lock(&pool_mu);
+  if (!default_pool) {
+    weft_executor_opts o = {.kind = WEFT_EXECUTOR_THREADS, .workers = 8, .name = "weft-offload"};
+    if (weft_executor_create(&default_pool, &o) != 0) default_pool = NULL;
+  }
+  weft_executor *ex = default_pool;
+  pthread_mutex_unlock(&pool_mu);
+  return ex;
 }
 
 struct offload_arg {

@@ -47,6 +47,24 @@ void weft__poll_fini(weft__hub *h) {
   h->epfd = -1;
 }
 
+static int fd_register(weft__hub *h, weft__fdent *e, int fd);
+
+void weft__poll_atfork_child(weft__hub *h) {
+  /* Closing our copy of the parent's epoll descriptor leaves the parent's
+   * set as it is. */
+  if (h->epfd >= 0) close(h->epfd);
+  h->epfd = epoll_create1(EPOLL_CLOEXEC);
+  h->registered = 0;
+  for (size_t fd = 0; fd < h->nfds; fd++) {
+    weft__fdent *e = h->fds[fd];
+    if (!e) continue;
+    e->registered = false;
+    /* Waiters parked across the fork wait in the new set. A failure leaves
+     * them to their deadlines, as any lost descriptor would. */
+    if (!weft__list_empty(&e->waiters) && h->epfd >= 0) fd_register(h, e, (int)fd);
+  }
+}
+
 weft__fdent *weft__fd_get(weft__hub *h, int fd, bool create) {
   if (fd < 0) return NULL;
   size_t i = (size_t)fd;
@@ -132,7 +150,6 @@ void weft__poll_io(weft__hub *h, int64_t timeout_ns) {
   }
 }
 
-int weft__poll_add_remote(weft__hub *h, int fd);
 int weft__poll_add_remote(weft__hub *h, int fd) {
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = REMOTE_TAG};
   return epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;

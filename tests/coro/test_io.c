@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "weft_test.h"
@@ -378,4 +379,61 @@ TEST(getaddrinfo_offloaded) {
   ASSERT_ERR(weft_coro_getaddrinfo("not an address", NULL, &nh, &res, weft_deadline_in_s(10)),
              WEFT_ENOENT);
   ASSERT_ERR(weft_coro_getaddrinfo(NULL, NULL, NULL, &res, WEFT_FOREVER), WEFT_ENOENT);
+}
+
+/* fork: the child's hub gets its own epoll set and inbox, so the two
+ * processes never take each other's readiness events; the child's
+ * coroutines, offload pool and futures work. */
+static int child_offload(void *arg) { return (int)(intptr_t)arg + 1; }
+
+TEST(fork_child_gets_own_hub) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_NONBLOCK), 0);
+  weft_coro *r;
+  ASSERT_OK(weft_coro_spawn(&r, reader, (void *)(intptr_t)p[0], NULL)); /* registered */
+  int r0 = 0;
+  ASSERT_OK(weft_coro_offload(NULL, child_offload, (void *)(intptr_t)1, weft_deadline_in_s(5), &r0));
+  ASSERT_EQ(r0, 2); /* the parent's offload pool exists now */
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    /* The child has a copy of r: stop it, so that only the parent reads p. */
+    weft_coro_cancel(r);
+    int st = 0;
+    if (weft_coro_join(r, weft_deadline_in_s(5), &st) != 0 || st != WEFT_ECANCELED) _exit(10);
+    /* Sleep in the child's hub while the parent's pipe becomes ready. */
+    if (weft_coro_sleep_until(weft_deadline_in_ms(300)) != 0) _exit(11);
+    /* A new offload pool (threads) in the child. TSan and qemu-user cannot
+     * start threads in a child of a threaded process; the qemu run sets
+     * WEFT_TEST_NO_THREADS_AFTER_FORK. */
+    bool threads_ok = weft_test_knob("WEFT_TEST_NO_THREADS_AFTER_FORK", 0) == 0;
+#ifdef WEFT_TSAN
+    threads_ok = false;
+#endif
+    int res = 0;
+    if (threads_ok &&
+        (weft_coro_offload(NULL, child_offload, (void *)(intptr_t)41, weft_deadline_in_s(10),
+                           &res) != 0 ||
+         res != 42))
+      _exit(12);
+    int q[2];
+    if (pipe2(q, O_NONBLOCK) != 0) _exit(13);
+    weft_coro *cr;
+    if (weft_coro_spawn(&cr, reader, (void *)(intptr_t)q[0], NULL) != 0) _exit(14);
+    if (write(q[1], "C", 1) != 1) _exit(15);
+    if (weft_coro_join(cr, weft_deadline_in_s(5), &st) != 0 || st != 'C') _exit(16);
+    _exit(0);
+  }
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(50)));
+  ASSERT_EQ(write(p[1], "P", 1), 1);
+  int st = 0;
+  ASSERT_OK(weft_coro_join(r, weft_deadline_in_s(5), &st));
+  ASSERT_EQ(st, 'P');
+  weft_coro_release(r);
+  int ws;
+  ASSERT_EQ(waitpid(pid, &ws, 0), pid);
+  ASSERT(WIFEXITED(ws));
+  ASSERT_EQ(WEXITSTATUS(ws), 0);
+  weft_coro_close(p[0]);
+  weft_coro_close(p[1]);
 }

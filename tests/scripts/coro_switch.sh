@@ -52,7 +52,8 @@ build)
 run)
   out=$3
   if [ "$kind" = aarch64 ]; then
-    exec qemu-aarch64 -L "$sysroot" "$out/tests/coro_test_$4"
+    # qemu-user cannot start threads in a forked child of a threaded process.
+    WEFT_TEST_NO_THREADS_AFTER_FORK=1 exec qemu-aarch64 -L "$sysroot" "$out/tests/coro_test_$4"
   fi
   exec "$out/tests/coro_test_$4"
   ;;
