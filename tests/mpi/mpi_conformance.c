@@ -13,6 +13,7 @@
  * after the other, in this one launch.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -275,7 +276,16 @@ TEST(malformed_messages) {
 
 /* Map chunks travel two deep to a worker even when slow, so that it finds
  * its next chunk waiting; one sent ahead but not started when the map's
- * deadline passes is skipped, not run (a TAG_CANCEL reaches it first). */
+ * deadline passes is skipped, not run (a TAG_CANCEL reaches it first).
+ * Item 1 blocks on the gate until well after the deadline, so the cancel
+ * has long arrived when the worker could start item 2: no race with the
+ * machine's load. */
+static void *open_gate_later(void *arg) {
+  weft_sleep_until(*(const int64_t *)arg);
+  conf_open_gate();
+  return NULL;
+}
+
 TEST(map_ahead_skipped) {
   conf_setup();
   conf_register_tasks();
@@ -283,22 +293,28 @@ TEST(map_ahead_skipped) {
   weft_executor_opts o = mpi;
   o.workers = 1;
   ASSERT_OK(weft_executor_create(&ex, &o));
-  int32_t in[10];
-  int64_t out[10];
-  for (int i = 0; i < 10; i++) in[i] = 100; /* 100 ms each */
-  weft_map_opts mo = {.chunksize = 1, .deadline_ns = weft_deadline_in_ms(150)};
-  ASSERT_ERR(weft_executor_map(ex, &T_SLEEP_SQUARE, in, 4, out, 8, 10, &mo), WEFT_ETIMEDOUT);
-  atomic_store(&conf_sh->map_returned, 1);
+  int64_t in[10];
+  for (int i = 0; i < 10; i++) in[i] = i + 1;
+  in[1] = 0; /* T_GATED: blocks until the gate opens */
+  int64_t deadline = weft_deadline_in_ms(100), open_at = deadline + 500 * 1000000ll;
+  pthread_t opener;
+  ASSERT_EQ(pthread_create(&opener, NULL, open_gate_later, &open_at), 0);
+  weft_map_opts mo = {.chunksize = 1, .deadline_ns = deadline};
+  ASSERT_ERR(weft_executor_map(ex, &T_GATED, in, 8, NULL, 0, 10, &mo), WEFT_ETIMEDOUT);
+  ASSERT_GE(weft_now_ns(), open_at); /* it waited for the running item */
   /* Item 0 ran, item 1 was running at the deadline, item 2 had been sent
-   * ahead and is skipped. */
+   * ahead and was skipped. */
   ASSERT_EQ(atomic_load(&conf_sh->ran), 2);
-  conf_sleep_ms(150);
+  ASSERT_EQ(atomic_load(&conf_sh->norder), 1);
+  ASSERT_EQ(atomic_load(&conf_sh->order[0]), 1);
+  pthread_join(opener, NULL);
+  conf_sleep_ms(50);
   ASSERT_EQ(atomic_load(&conf_sh->ran), 2);
-  ASSERT_EQ(atomic_load(&conf_sh->after_return), 0);
   /* The executor still works. */
-  in[0] = 3;
-  ASSERT_OK(weft_executor_map(ex, &T_SLEEP_SQUARE, in, 4, out, 8, 1, NULL));
-  ASSERT_EQ(out[0], 9);
+  int32_t x = 3;
+  int64_t y;
+  ASSERT_OK(weft_executor_map(ex, &T_SLEEP_SQUARE, &x, 4, &y, 8, 1, NULL));
+  ASSERT_EQ(y, 9);
   weft_executor_destroy(ex);
 }
 
