@@ -86,7 +86,8 @@ typedef struct weft_executor weft_executor;
  * themselves where the system allows it. A worker that dies (a crash, a
  * kill, exit) fails only the task it was running, with WEFT_EWORKERDIED and
  * a message naming the signal or exit status, and is replaced at once; in
- * a map only the item that was running fails. The initializer and finalizer
+ * a map only the item that was running fails. Processes a task starts in
+ * its worker die with the worker (its process group). The initializer and finalizer
  * run in every worker process, replacements included. Future callbacks run
  * on the pool's own collector thread in the parent. A task cannot use its
  * own executor (in the worker it is a copy with no workers: WEFT_EBROKEN).

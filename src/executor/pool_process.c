@@ -499,6 +499,14 @@ static __attribute__((noreturn)) void worker_main(ppool *p, pworker *w) {
   }
 }
 
+/* SIGKILL a worker and its process group (what its tasks started).
+ * While the worker is not reaped its pid, and so its group id, cannot have
+ * been reused. */
+static void kill_worker(pid_t pid, int pidfd) {
+  weft__proc_signal(pid, pidfd, SIGKILL);
+  kill(-pid, SIGKILL);
+}
+
 /* ------------------------------------------------------------ spawning */
 
 /* Fork the worker of slot w. On the collector, with mu released and w in
@@ -945,6 +953,9 @@ static bool step(ppool *p, gathered *g, finq *q) {
     if (e->died) {
       siginfo_t si;
       memset(&si, 0, sizeof si);
+      /* Whatever its tasks started goes with it (its group), before the
+       * reap frees the group id. */
+      kill(-e->pid, SIGKILL);
       while (waitid(P_PID, (id_t)e->pid, &si, WEXITED) != 0 && errno == EINTR) {
       }
       code = si.si_pid == e->pid ? weft__proc_exitcode(&si) : -SIGKILL;
@@ -1066,7 +1077,7 @@ static void *collector_main(void *arg) {
     for (unsigned i = 0; i < p->n; i++) {
       pworker *w = &p->w[i];
       if (w->pid > 0) {
-        weft__proc_signal(w->pid, w->pidfd, SIGKILL);
+        kill_worker(w->pid, w->pidfd);
         siginfo_t si;
         while (waitid(P_PID, (id_t)w->pid, &si, WEXITED) != 0 && errno == EINTR) {
         }
@@ -1126,7 +1137,7 @@ static void *monitor_main(void *arg) {
       if (w->st == W_BUSY && w->deadline != WEFT_FOREVER && !w->kill_reason && w->pid > 0) {
         if (w->deadline <= now) {
           w->kill_reason = WEFT_ETIMEDOUT;
-          weft__proc_signal(w->pid, w->pidfd, SIGKILL);
+          kill_worker(w->pid, w->pidfd);
         } else if (next_deadline == WEFT_FOREVER || w->deadline < next_deadline) {
           next_deadline = w->deadline;
         }
@@ -1240,7 +1251,7 @@ static int pool_create(weft_executor *ex, const weft_executor_opts *o, void **ou
     for (unsigned i = 0; i < p->n; i++) {
       pworker *w = &p->w[i];
       if (w->pid > 0) {
-        weft__proc_signal(w->pid, w->pidfd, SIGKILL);
+        kill_worker(w->pid, w->pidfd);
         w->dead = true;
       }
     }
@@ -1408,7 +1419,7 @@ static int pool_shutdown(void *be, unsigned flags, int64_t deadline_ns) {
       pworker *w = &p->w[i];
       if (w->pid > 0 && !w->dead) {
         if (w->st == W_BUSY && !w->kill_reason) w->kill_reason = WEFT_ECANCELED;
-        weft__proc_signal(w->pid, w->pidfd, SIGKILL);
+        kill_worker(w->pid, w->pidfd);
       }
     }
   }
@@ -1470,7 +1481,7 @@ static int pool_cancel(void *be, weft_future *f) {
     pworker *w = &p->w[i];
     if (w->fut == f && w->st == W_BUSY && w->pid > 0) {
       if (!w->kill_reason) w->kill_reason = WEFT_ECANCELED;
-      weft__proc_signal(w->pid, w->pidfd, SIGKILL);
+      kill_worker(w->pid, w->pidfd);
       r = 0;
       break;
     }

@@ -609,3 +609,63 @@ TEST(threaded_parent) {
   atomic_store(&stop, 1);
   ASSERT_OK(weft_thread_join(t, WEFT_FOREVER, NULL));
 }
+
+/* Nothing named: neither the parent nor a worker maps anything from
+ * /dev/shm (or any other file) for the pool, so a SIGKILL anywhere cannot
+ * leave a segment behind. */
+static bool maps_dev_shm(pid_t pid) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+  FILE *f = fopen(path, "r");
+  ASSERT_NOT_NULL(f);
+  bool found = false;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "/dev/shm/")) found = true;
+  fclose(f);
+  return found;
+}
+
+TEST(nothing_named) {
+  weft_executor *ex = make(2);
+  weft_future *f;
+  ASSERT_OK(weft_executor_submit(ex, &T_PID, NULL, 0, &f));
+  pid_t worker = result_i32(f);
+  weft_future_release(f);
+  ASSERT(!maps_dev_shm(getpid()));
+  ASSERT(!maps_dev_shm(worker));
+  weft_executor_destroy(ex);
+}
+
+/* What a task starts in its worker (a grandchild) dies with the worker,
+ * whether the worker crashed or was killed for a deadline. */
+static __attribute__((noreturn)) int t_fork_then(weft_task_ctx *ctx, const void *arg, size_t len) {
+  int32_t how;
+  (void)ctx;
+  (void)len;
+  memcpy(&how, arg, sizeof how);
+  pid_t g = fork();
+  if (g == 0) {
+    for (;;) pause();
+  }
+  atomic_fetch_add(&psh->npids, 1);
+  atomic_store(&psh->pids[0], g);
+  if (how == 1) raise(SIGKILL);
+  for (;;) pause();
+}
+
+TEST(task_children_die_with_worker) {
+  weft_executor *ex = make(1);
+  weft_task t = {"proc.fork_then", t_fork_then};
+  for (int32_t how = 0; how < 2; how++) {
+    atomic_store(&psh->npids, 0);
+    weft_future *f;
+    weft_submit_opts so = {.deadline_ns = weft_deadline_in_ms(300)};
+    ASSERT_OK(weft_executor_submit_opts(ex, &t, &how, sizeof how, &so, &f));
+    ASSERT_ERR(weft_future_result(f, weft_deadline_in_ms(10000), NULL, NULL),
+               how ? WEFT_EWORKERDIED : WEFT_ETIMEDOUT);
+    ASSERT_EQ(atomic_load(&psh->npids), 1);
+    wait_gone(atomic_load(&psh->pids[0]), 5000);
+    weft_future_release(f);
+  }
+  weft_executor_destroy(ex);
+}
