@@ -89,7 +89,9 @@ typedef struct weft_executor weft_executor;
  * a map only the item that was running fails. Processes a task starts in
  * its worker die with the worker (its process group). The initializer and finalizer
  * run in every worker process, replacements included. Future callbacks run
- * on the pool's own collector thread in the parent. A task cannot use its
+ * on the pool's own collector thread in the parent: a callback may submit,
+ * but must not wait for another future of the same pool (the collector
+ * would wait for itself). A task cannot use its
  * own executor (in the worker it is a copy with no workers: WEFT_EBROKEN).
  * If workers keep dying before their initializer returns (three in a row),
  * the executor is broken: work fails with WEFT_EBROKEN. */
