@@ -204,6 +204,12 @@ typedef struct pworker {
   uint32_t seq;            /* the last command posted; collector */
   size_t win_lo, win_n;    /* MAP: the window in flight (relative to the
                             * chunk); collector */
+  bool win_direct;         /* MAP: the window moves by the worker's copies */
+  size_t win_out_off;      /* MAP, shared area: where its outputs are.
+                            * The parent keeps its own copies of what it
+                            * posted: a task may scribble over its control
+                            * block, and nothing read back from it may make
+                            * the parent touch memory outside the slot */
   weft_future *fut;        /* the future of the task in flight, or NULL; mu */
   int64_t deadline;        /* of the task in flight; mu */
   int kill_reason;         /* 0, WEFT_ETIMEDOUT or WEFT_ECANCELED: why weft
@@ -597,10 +603,10 @@ static pitem *collect(ppool *p, pworker *w, bool died, pid_t pid, int code, int 
   if (j->kind == WEFT__JOB_MAP) {
     size_t ran = (finished || began) ? (size_t)atomic_load(&c->ran) : 0;
     if (ran > w->win_n) ran = w->win_n; /* a corrupt count must not overflow */
-    if (it->mv.out_size && ran && !c->direct)
-      memcpy((unsigned char *)it->mv.out + w->win_lo * it->mv.out_size, w->data + c->out_off,
-             ran * it->mv.out_size);
-    if ((finished || began) && c->fail_code && (size_t)c->fail_index < ran) {
+    if (it->mv.out_size && ran && !w->win_direct)
+      memcpy((unsigned char *)it->mv.out + w->win_lo * it->mv.out_size,
+             w->data + w->win_out_off, ran * it->mv.out_size);
+    if ((finished || began) && c->fail_code < 0 && (size_t)c->fail_index < ran) {
       size_t idx = w->win_lo + (size_t)c->fail_index;
       if (!it->fail_code || idx < it->fail_index) {
         it->fail_code = c->fail_code;
@@ -636,7 +642,15 @@ static pitem *collect(ppool *p, pworker *w, bool died, pid_t pid, int code, int 
   /* A TASK. */
   if (!finished && !began) return it; /* never started: run it elsewhere */
   if (finished) {
-    task_end(p, it, c->rc, w->data, (size_t)c->res_len, slot_msg(c, mbuf, sizeof mbuf));
+    /* What the worker wrote is data: check it before using it. */
+    int rc = c->rc;
+    uint64_t len = c->res_len;
+    if (rc > 0 || (rc == 0 && len > AREA_SIZE)) {
+      task_end(p, it, WEFT_ECORRUPT, NULL, 0,
+               "the worker's result record was overwritten (by the task?)");
+    } else {
+      task_end(p, it, rc, w->data, rc ? 0 : (size_t)len, slot_msg(c, mbuf, sizeof mbuf));
+    }
   } else {
     death_msg(dbuf, sizeof dbuf, p, w, pid, code, reason);
     task_end(p, it, reason ? reason : WEFT_EWORKERDIED, NULL, 0, dbuf);
@@ -795,6 +809,7 @@ static bool hand_over(ppool *p, pworker *w, pitem *it, finq *q) {
   if (p->direct_ok && atomic_load_explicit(&c->can_direct, memory_order_relaxed)) {
     /* The worker copies from and to the map's own arrays itself. */
     c->direct = 1;
+    w->win_direct = true;
     c->n = left;
     c->in_addr = it->mv.in_size ? in : NULL;
     c->out_addr = it->mv.out_size
@@ -803,6 +818,7 @@ static bool hand_over(ppool *p, pworker *w, pitem *it, finq *q) {
     w->win_n = left;
   } else {
     c->direct = 0;
+    w->win_direct = false;
     size_t per = it->mv.in_size + it->mv.out_size;
     size_t win = per ? AREA_SIZE / per : left;
     if (win == 0) win = 1; /* cannot happen: in_size <= ARG_MAX */
@@ -815,6 +831,7 @@ static bool hand_over(ppool *p, pworker *w, pitem *it, finq *q) {
     if (used > w->touched) w->touched = used;
     c->n = win;
     c->out_off = out_off;
+    w->win_out_off = out_off;
     w->win_n = win;
   }
   w->win_lo = it->next_item;
