@@ -89,6 +89,7 @@ cat "$tmp/out"
 echo "== launcher exit status $rc after $(( $(date +%s) - start ))s"
 [ $rc -eq 0 ] || { echo "FAIL: the job failed"; exit 1; }
 for c in "$@"; do
-  grep -q "^ok $c " "$tmp/out" || { echo "FAIL: case $c did not pass"; exit 1; }
+  case $c in --user-traffic) c=user_traffic ;; esac
+  grep -q "^ok $c\b" "$tmp/out" || { echo "FAIL: case $c did not pass"; exit 1; }
 done
 echo "all $# cases passed with $n ranks ($kind)"
