@@ -55,8 +55,8 @@
  *    coroutine of the same hub waits on wakes that coroutine: its call
  *    fails with EBADF.
  *
- * A forked child runs libc's own calls (the hub's epoll set is shared with
- * the parent): patching is off there and weft_patch_active() says so.
+ * A forked child stays patched, as under gevent: the hub gives the child an
+ * epoll set of its own, so parent and child never take each other's events.
  *
  * Statically linked programs: a static executable has no dynamic symbol
  * lookup, so nothing can be interposed; libweft_patch is built only as a
@@ -88,8 +88,8 @@ extern "C" {
  * Thread-safety: any thread. */
 WEFT_API int weft_patch_all(void);
 
-/* Whether weft_patch_all() has succeeded in this process (false in a
- * child forked after it).
+/* Whether weft_patch_all() has succeeded in this process (or in the
+ * parent it was forked from).
  * Thread-safety: any thread. */
 WEFT_API bool weft_patch_active(void);
 

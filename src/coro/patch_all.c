@@ -26,7 +26,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
 
@@ -179,15 +178,8 @@ static const weft__patch_ops ops = {
     .offload = op_offload,
 };
 
-/* libweft_patch switches itself off in a forked child (the hub's epoll set
- * is shared with the parent); say so. */
-static void atfork_child(void) { atomic_store_explicit(&patch_on, false, memory_order_relaxed); }
-static void atfork_install(void) { pthread_atfork(NULL, NULL, atfork_child); }
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
 int weft_patch_all(void) {
   if (atomic_load_explicit(&patch_on, memory_order_acquire)) return 0;
-  pthread_once(&atfork_once, atfork_install);
   void *sym = dlsym(RTLD_DEFAULT, "weft__patch_enable");
   if (!sym) return WEFT_ENOTSUP;
   weft__patch_enable_fn *enable;

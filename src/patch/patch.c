@@ -44,7 +44,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -158,13 +157,6 @@ static void *resolve(const char *name, void *fallback) {
 
 static const weft__patch_ops *_Atomic g_ops;
 
-/* A forked child shares its hub's epoll set with the parent (the set is
- * one kernel object): waiting on it there would steal the parent's events.
- * So the child runs libc's calls, as an unpatched program would. */
-static void atfork_child(void) { atomic_store_explicit(&g_ops, NULL, memory_order_relaxed); }
-static void atfork_install(void) { pthread_atfork(NULL, NULL, atfork_child); }
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
 EXPORT int weft__patch_enable(const weft__patch_ops *ops);
 EXPORT int weft__patch_enable(const weft__patch_ops *ops) {
   if (!ops || ops->version != WEFT__PATCH_OPS_VERSION || ops->size < sizeof *ops)
@@ -177,7 +169,6 @@ EXPORT int weft__patch_enable(const weft__patch_ops *ops) {
    * process's read is libc's own and nothing would ever reach us. */
   void *first = dlsym(RTLD_DEFAULT, "read");
   if (!first || first == (void *)REAL(read)) return -ENOTSUP;
-  pthread_once(&atfork_once, atfork_install);
   atomic_store_explicit(&g_ops, ops, memory_order_release);
   return 0;
 }
