@@ -24,9 +24,13 @@
  * participants, so a death is seen within 100 ms; the survivors count it in
  * hdr.deaths and each handle returns WEFT_EPEERDIED once per new death.
  *
- * Locking: the only lock is tlock, a process-local spin flag that guards the
- * handle's thread -> record table (taken on a thread's first call only).
- * Nothing in the segment is ever locked.
+ * Locking: nothing in the segment is ever locked. In the process: tlock, a
+ * spin flag per handle, guards the handle's thread -> record table (taken
+ * on a thread's first call only); handles_lock, a mutex, guards the list of
+ * this process's handles, which the fork handlers walk. Order: handles_lock,
+ * then tlock. Around fork() the prepare handler takes handles_lock and every
+ * handle's tlock, so that a child never inherits one held by a thread that
+ * does not exist in it; both sides then release them.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -74,6 +78,7 @@ struct weft_shmq {
   uint64_t gen;                   /* fork generation thr[] belongs to */
   uint32_t nthr;                  /* entries in thr */
   thr_ent thr[SHMQ_NREC];         /* guarded by tlock */
+  weft_shmq *prev, *next;         /* this process's handles; handles_lock */
 };
 
 /* ----------------------------------------------------- fork generation */
@@ -81,8 +86,28 @@ struct weft_shmq {
 static _Atomic uint64_t fork_gen = 1;
 static _Atomic uint64_t next_serial = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
-static void install_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static weft_shmq *handles; /* guarded by handles_lock */
+
+static void on_fork_prepare(void) {
+  pthread_mutex_lock(&handles_lock);
+  for (weft_shmq *q = handles; q; q = q->next)
+    while (atomic_flag_test_and_set_explicit(&q->tlock, memory_order_acquire))
+      weft__cpu_relax();
+}
+static void release_all(void) {
+  for (weft_shmq *q = handles; q; q = q->next)
+    atomic_flag_clear_explicit(&q->tlock, memory_order_release);
+  pthread_mutex_unlock(&handles_lock);
+}
+static void on_fork_parent(void) { release_all(); }
+static void on_fork_child(void) {
+  atomic_fetch_add(&fork_gen, 1); /* the handles' tables are the parent's */
+  release_all();
+}
+static void install_atfork(void) {
+  pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
 
 /* The calling thread's record for one handle (a one-entry cache). */
 static __thread struct {
@@ -763,17 +788,19 @@ int weft_shmq_get(weft_shmq *q, void *buf, size_t cap, size_t *len, int64_t dead
 
 /* --------------------------------------------------------- join etc. */
 
-/* Taken and done over every record (and those already freed). */
+/* Taken and done over every record (and those already freed). Every done
+ * is read before every taken: a task_done follows the take it answers, so
+ * read in this order the sums can overstate taken and understate done
+ * while other threads work, never the reverse. join can then wait a little
+ * longer than needed, but never return early, and task_done never refuses
+ * a legitimate call. (Read in the other order, a message taken and done
+ * between the two reads of one record counted as done and not as taken.) */
 static void task_sums(const weft_shmq *q, uint64_t *taken, uint64_t *done) {
-  uint64_t t = 0, d = 0;
+  uint64_t t = 0, d = atomic_load(&q->h->retired_done);
   uint32_t hi = rec_limit(q);
-  for (uint32_t i = 0; i < hi; i++) {
-    const shmq_rec *r = &q->recs[i];
-    t += atomic_load_explicit(&r->taken, memory_order_acquire);
-    d += atomic_load_explicit(&r->done, memory_order_acquire);
-  }
+  for (uint32_t i = 0; i < hi; i++) d += atomic_load_explicit(&q->recs[i].done, memory_order_acquire);
+  for (uint32_t i = 0; i < hi; i++) t += atomic_load_explicit(&q->recs[i].taken, memory_order_acquire);
   t += atomic_load(&q->h->retired_taken);
-  d += atomic_load(&q->h->retired_done);
   *taken = t;
   *done = d;
 }
@@ -927,6 +954,11 @@ static int handle_from(weft_shmq **out, weft__shm *shm, const geometry *g, unsig
   atomic_init(&q->last_scan_ns, weft_now_ns());
   atomic_flag_clear(&q->tlock);
   q->gen = atomic_load(&fork_gen);
+  pthread_mutex_lock(&handles_lock);
+  q->next = handles;
+  if (handles) handles->prev = q;
+  handles = q;
+  pthread_mutex_unlock(&handles_lock);
   *out = q;
   return 0;
 }
@@ -1050,6 +1082,10 @@ void weft_shmq_destroy(weft_shmq *q) {
     notify(&q->h->evc_join);
   }
   if (tl.serial == q->serial) tl.serial = 0;
+  pthread_mutex_lock(&handles_lock);
+  if (q->prev) q->prev->next = q->next; else handles = q->next;
+  if (q->next) q->next->prev = q->prev;
+  pthread_mutex_unlock(&handles_lock);
   weft__shm_close(&q->shm);
   weft__free(q);
 }
