@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -971,4 +972,120 @@ TEST(kind_hint_survives_reuse_behind_weft) {
   ASSERT_EQ(join(r), 'S');
   bulk_pair(s[1], s[0], false);
   close(s[0]), close(s[1]);
+}
+
+/* ------------------------------------------------- more exact semantics */
+
+static int unix_client(void *arg) {
+  const struct sockaddr_un *a = arg;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  errno = EDOM;
+  /* A blocking connect waits for room in a full backlog; it must not come
+   * back with EAGAIN. */
+  if (connect(fd, (const struct sockaddr *)a, sizeof *a) != 0) return 100 + errno;
+  if (errno != EDOM) return 99;
+  char c;
+  int r = read(fd, &c, 1) == 1 && c == 'k' ? 0 : 1;
+  close(fd);
+  return r;
+}
+
+TEST(unix_connect_waits_for_backlog_room) {
+  patch_on();
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "/tmp/weft-patch-%d.sock", (int)getpid());
+  unlink(a.sun_path);
+  int l = socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+  ASSERT_EQ(listen(l, 0), 0);
+  weft_coro *cs[4];
+  for (int i = 0; i < 4; i++) cs[i] = spawn(unix_client, &a);
+  /* Some of them wait for room; accept them one by one. */
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(30)));
+  for (int i = 0; i < 4; i++) {
+    int c = accept(l, NULL, NULL);
+    ASSERT(c >= 0);
+    ASSERT_EQ(write(c, "k", 1), 1);
+    close(c);
+  }
+  for (int i = 0; i < 4; i++) ASSERT_EQ(join(cs[i]), 0);
+  close(l);
+  unlink(a.sun_path);
+}
+
+static int fd_receiver(void *arg) {
+  int s = (int)(intptr_t)arg;
+  char byte;
+  struct iovec v = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  /* Blocks (patched) until the peer sends; the passed descriptor and the
+   * control length must come back to the caller's msghdr. */
+  if (recvmsg(s, &m, 0) != 1) return 1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  if (!c || c->cmsg_type != SCM_RIGHTS || m.msg_controllen < CMSG_LEN(sizeof(int))) return 2;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  char x;
+  int r = read(fd, &x, 1) == 1 && x == 'z' ? 0 : 3;
+  close(fd);
+  return r;
+}
+
+TEST(recvmsg_passes_descriptors_back) {
+  patch_on();
+  int s[2], p[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+  ASSERT_EQ(pipe(p), 0);
+  weft_coro *c = spawn(fd_receiver, (void *)(intptr_t)s[0]);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_EQ(write(p[1], "z", 1), 1);
+  char byte = 'b';
+  struct iovec v = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  struct cmsghdr *ch = CMSG_FIRSTHDR(&m);
+  ch->cmsg_level = SOL_SOCKET;
+  ch->cmsg_type = SCM_RIGHTS;
+  ch->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(ch), &p[0], sizeof(int));
+  ASSERT_EQ(sendmsg(s[1], &m, 0), 1);
+  ASSERT_EQ(join(c), 0);
+  close(s[0]), close(s[1]), close(p[0]), close(p[1]);
+}
+
+static int hub_api_on_blocking_pipe(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char c;
+  /* weft's own cooperative read calls read(2) itself, which is patched
+   * now: the two must not get in each other's way. */
+  return weft_coro_read(fd, &c, 1, weft_deadline_in_s(10)) == 1 ? c : -1;
+}
+
+TEST(hub_calls_still_work_under_patching) {
+  patch_on();
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  weft_coro *c = spawn(hub_api_on_blocking_pipe, (void *)(intptr_t)p[0]);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_EQ(weft_coro_write(p[1], "H", 1, WEFT_FOREVER), 1);
+  ASSERT_EQ(join(c), 'H');
+  int s[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+  c = spawn(hub_api_on_blocking_pipe, (void *)(intptr_t)s[0]);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_EQ(weft_coro_send(s[1], "S", 1, 0, WEFT_FOREVER), 1);
+  ASSERT_EQ(join(c), 'S');
+  ASSERT_OK(weft_coro_close(s[0]));
+  ASSERT_OK(weft_coro_close(s[1]));
+  close(p[0]), close(p[1]);
 }
