@@ -219,6 +219,26 @@ void *weft_task_return_buf(weft_task_ctx *ctx, size_t len) {
 int weft_task_return(weft_task_ctx *ctx, const void *data, size_t len) {
   WEFT_CHECK_HANDLE(ctx);
   if (len && !data) weft__misuse(__func__, "argument 'data' is NULL with len > 0");
+  /* A map item's first result, of exactly its slot's size: the common case,
+   * once per item, so no calls. Scalars are copied inline. */
+  if (ctx->sink == WEFT__SINK_SLOT && len == ctx->slot_size && ctx->slot && !ctx->buf) {
+    unsigned char *s = ctx->slot;
+    const unsigned char *d = data;
+    uintptr_t su = (uintptr_t)s, du = (uintptr_t)d;
+    if (du + len <= su || su + len <= du) { /* no overlap */
+      if (len == 8)
+        memcpy(s, d, 8);
+      else if (len == 4)
+        memcpy(s, d, 4);
+      else
+        memcpy(s, d, len);
+      ctx->result_in_slot = true;
+      ctx->result_oom = false;
+      ctx->buf = s;
+      ctx->result_len = len;
+      return 0;
+    }
+  }
   /* data may point into the previous result (a prefix of a buffer from
    * weft_task_return_buf): that storage may be replaced or moved by the
    * call below, so copy it out first. A slot stays put: memmove is enough. */
