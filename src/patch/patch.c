@@ -363,9 +363,16 @@ static ssize_t sock_io(const weft__patch_ops *o, void *h, const struct io *io, i
                        bool *not_sock) {
   bool wr = is_write(io->op);
   size_t total = has_iov(io->op) ? iov_total(io->iov, io->iovcnt) : io->len;
-  /* Reads return what is there, unless MSG_WAITALL asks for everything;
-   * writes on a blocking stream socket return when everything is sent. */
-  bool all = wr || (io->flags & MSG_WAITALL);
+  /* Reads return what is there, unless MSG_WAITALL asks for everything on
+   * a stream socket (on datagram and seqpacket sockets it means nothing);
+   * writes on a blocking stream socket return when everything is sent (a
+   * datagram goes whole or not at all, so only streams see partial sends). */
+  bool all = wr;
+  if (!wr && (io->flags & MSG_WAITALL)) {
+    int type = 0;
+    socklen_t tl = sizeof type;
+    all = getsockopt(io->fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+  }
   size_t done = 0;
   bool first = true;
   int64_t deadline = 0; /* 0: not looked up yet */
@@ -421,15 +428,15 @@ static ssize_t sock_io(const weft__patch_ops *o, void *h, const struct io *io, i
   }
 }
 
-/* Pipes, ttys and the like: wait for readiness, then make the call. */
 /* What read/write on a descriptor found to be no socket met: a hint that
- * spares the failed send/recv and the fstat next time. Only pollable kinds
- * are kept, and every kind is handled correctly by the poll-first path, so
- * a stale entry (the number closed where no wrapper saw it, and reused)
- * costs speed, never correctness: a socket taken for a pipe is polled
- * first, then read or written with the plain call. The wrapped closes clear
- * it. Descriptors above the table are not cached. */
-enum { KIND_UNKNOWN = 0, KIND_FIFO, KIND_OTHER };
+ * spares the failed send/recv and the fstat next time. The wrapped closes
+ * clear it; descriptors above the table are not cached. A stale entry (the
+ * number closed where no wrapper saw it, and reused) stays correct: a
+ * socket taken for a pipe is polled first, then read or written with the
+ * plain call; one taken for a file is passed to libc, so its calls still
+ * behave as blocking calls, but block the hub, until the number is closed
+ * through a wrapper. */
+enum { KIND_UNKNOWN = 0, KIND_FIFO, KIND_OTHER, KIND_FILE };
 #define KIND_MAX 65536
 static _Atomic unsigned char fd_kind[KIND_MAX];
 
@@ -448,22 +455,26 @@ static void kind_clear(int lo, int hi) {
   for (int fd = lo; fd <= hi; fd++) atomic_store_explicit(&fd_kind[fd], 0, memory_order_relaxed);
 }
 
+/* Pipes, ttys and the like: wait for readiness, then make the call. */
 static ssize_t other_io(const weft__patch_ops *o, void *h, const struct io *io, int saved) {
-  int fl = fcntl(io->fd, F_GETFL);
-  if (fl < 0 || (fl & O_NONBLOCK)) {
-    errno = saved;
-    return forward(io);
-  }
   int kind = kind_get(io->fd);
   if (kind == KIND_UNKNOWN) {
     struct stat st;
-    if (fstat(io->fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ||
-        S_ISDIR(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    if (fstat(io->fd, &st) != 0 || S_ISDIR(st.st_mode) || S_ISSOCK(st.st_mode)) {
       errno = saved;
       return forward(io);
     }
-    kind = S_ISFIFO(st.st_mode) ? KIND_FIFO : KIND_OTHER;
+    kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? KIND_FILE
+           : S_ISFIFO(st.st_mode)                     ? KIND_FIFO
+                                                      : KIND_OTHER;
     kind_set(io->fd, kind);
+  }
+  /* Files never wait for readiness; a descriptor the program made
+   * non-blocking wants EAGAIN. */
+  int fl;
+  if (kind == KIND_FILE || (fl = fcntl(io->fd, F_GETFL)) < 0 || (fl & O_NONBLOCK)) {
+    errno = saved;
+    return forward(io);
   }
   bool wr = is_write(io->op);
   bool iov = io->op == OP_READV || io->op == OP_WRITEV;

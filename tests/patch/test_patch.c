@@ -1089,3 +1089,56 @@ TEST(hub_calls_still_work_under_patching) {
   ASSERT_OK(weft_coro_close(s[1]));
   close(p[0]), close(p[1]);
 }
+
+static int dgram_waitall(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char buf[64];
+  /* MSG_WAITALL means nothing for datagrams: one datagram, as libc. */
+  ssize_t n = recv(fd, buf, sizeof buf, MSG_WAITALL);
+  return n == 3 && memcmp(buf, "one", 3) == 0 ? 0 : 1;
+}
+
+TEST(waitall_on_datagrams_returns_one_datagram) {
+  patch_on();
+  int s[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM, 0, s), 0);
+  weft_coro *c = spawn(dgram_waitall, (void *)(intptr_t)s[0]);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_EQ(send(s[1], "one", 3, 0), 3);
+  ASSERT_EQ(join(c), 0);
+  close(s[0]), close(s[1]);
+}
+
+static int file_io(void *arg) {
+  (void)arg;
+  char path[] = "/tmp/weft-patch-file-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 1;
+  unlink(path);
+  size_t len = 1 << 20;
+  char *buf = malloc(len);
+  for (size_t i = 0; i < len; i++) buf[i] = (char)(i * 13);
+  errno = EDOM;
+  /* A regular file is passed to libc: one write, all of it. */
+  if (write(fd, buf, len) != (ssize_t)len || errno != EDOM) return 2;
+  if (lseek(fd, 0, SEEK_SET) != 0) return 3;
+  char *back = malloc(len);
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = got % 2 ? read(fd, back + got, len - got)
+                        : readv(fd, &(struct iovec){back + got, len - got}, 1);
+    if (n <= 0) return 4;
+    got += (size_t)n;
+  }
+  int r = memcmp(buf, back, len) == 0 && read(fd, back, 1) == 0 ? 0 : 5;
+  free(buf);
+  free(back);
+  close(fd);
+  return r;
+}
+
+TEST(regular_files_pass_through) {
+  patch_on();
+  ASSERT_EQ(join(spawn(file_io, NULL)), 0);
+  ASSERT_EQ(join(spawn(file_io, NULL)), 0); /* again, with the kind noted */
+}
