@@ -338,6 +338,49 @@ TEST(stopped_consumer_is_waited_for_then_killed_is_released) {
   weft_shmq_destroy(q);
 }
 
+/* A survivor that never blocks (its puts and gets always find room and a
+ * message) still learns of a death: every 4096 calls it looks for dead
+ * participants if 50 ms have passed. */
+static int stop_self(void *arg) {
+  weft_shmq *q = arg;
+  if (weft_shmq_put(q, "c", 1, 0) != 0) return 1;
+  raise(SIGSTOP);
+  return 0;
+}
+
+TEST(busy_survivor_learns_of_a_death) {
+  weft_shmq *q = NULL;
+  ASSERT_OK(weft_shmq_create(&q, NULL));
+  seg_view v = view(q);
+  pid_t c = spawn(stop_self, q);
+  wait_stopped(c);
+  shmq_rec *r = rec_of(&v, c);
+  ASSERT_NOT_NULL(r);
+  /* Forge a put under way far beyond the tail: it blocks nobody, but a
+   * process that dies holding it must be reported. */
+  atomic_store(&r->claim_pos, atomic_load(&v.h->tail) + 1000000);
+  atomic_store(&r->claim_k, 1 | SHMQ_ROLE_PROD);
+  char b[8];
+  size_t len;
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+  kill(c, SIGKILL);
+  int64_t killed = weft_now_ns(), seen = 0;
+  for (long i = 0; i < 50000000 && !seen; i++) {
+    int rc = weft_shmq_put(q, "x", 1, 0);
+    if (rc == 0) rc = weft_shmq_get(q, b, sizeof b, &len, 0);
+    if (rc == WEFT_EPEERDIED) seen = weft_now_ns();
+    else ASSERT_OK(rc);
+  }
+  ASSERT_GT(seen, 0);
+  fprintf(stderr, "a busy survivor learned of the death %.1f ms after SIGKILL\n",
+          (seen - killed) / 1e6);
+  ASSERT_LT(seen - killed, 2000 * MS);
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 1);
+  ASSERT_EQ(reap(c), 128 + SIGKILL);
+  munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
+
 /* A death with no claim under way loses nothing and is not reported,
  * except on a joinable queue with messages taken and not done: then join
  * returns WEFT_EPEERDIED once and the messages are written off. */
