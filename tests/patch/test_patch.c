@@ -1142,3 +1142,51 @@ TEST(regular_files_pass_through) {
   ASSERT_EQ(join(spawn(file_io, NULL)), 0);
   ASSERT_EQ(join(spawn(file_io, NULL)), 0); /* again, with the kind noted */
 }
+
+static int sndtimeo_writer(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  size_t len = 8 << 20; /* far more than the socket buffer */
+  char *buf = calloc(1, len);
+  errno = EDOM;
+  ssize_t n = send(fd, buf, len, 0);
+  free(buf);
+  /* Nobody reads: after SO_SNDTIMEO the count sent so far, as Linux. */
+  return n > 0 && (size_t)n < len && errno == EDOM ? 0 : 1;
+}
+
+TEST(send_timeout_returns_the_part_sent) {
+  patch_on();
+  int s[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+  struct timeval tv = {0, 100000};
+  ASSERT_EQ(setsockopt(s[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+  int64_t t0 = weft_now_ns();
+  ASSERT_EQ(join(spawn(sndtimeo_writer, (void *)(intptr_t)s[1])), 0);
+  ASSERT_GE(weft_now_ns() - t0, 100 * MS);
+  close(s[0]), close(s[1]);
+}
+
+static int cancelled_poller(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  errno = 0;
+  int r = poll(&pf, 1, -1);
+  if (r != -1 || errno != ECANCELED) return 1;
+  fd_set rs;
+  FD_ZERO(&rs);
+  FD_SET(fd, &rs);
+  errno = 0;
+  r = select(fd + 1, &rs, NULL, NULL, NULL);
+  return r == -1 && errno == ECANCELED ? 0 : 2;
+}
+
+TEST(cancel_ends_patched_poll_and_select) {
+  patch_on();
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  weft_coro *c = spawn(cancelled_poller, (void *)(intptr_t)p[0]);
+  ASSERT_OK(weft_coro_sleep_until(weft_deadline_in_ms(20)));
+  ASSERT_OK(weft_coro_cancel(c));
+  ASSERT_EQ(join(c), 0);
+  close(p[0]), close(p[1]);
+}
