@@ -134,7 +134,9 @@ WEFT_API const char *weft_process_current_name(void);
  * Returns 0 (also when it already runs), WEFT_EBUSY (the calling process
  * already runs more than one thread: a server forked now would carry their
  * locks), or -errno. The server ends when the parent ends (however it
- * ends), killing the children it made, or at weft_forkserver_stop.
+ * ends), killing the children it made, or at weft_forkserver_stop. It
+ * serves only the process that started it: a forked child (a process-pool
+ * worker, a weft_process child) starts its own if it wants one.
  * Thread-safety: any thread; normally the main thread at start-up. */
 WEFT_API int weft_forkserver_start(void);
 

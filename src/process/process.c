@@ -429,6 +429,9 @@ static __attribute__((noreturn)) void fs_main(fs_shm *sh, int efd, pid_t parent)
   }
 }
 
+static pthread_once_t g_once;
+static void once_init(void);
+
 bool weft_forkserver_running(void) {
   pthread_mutex_lock(&g_fs.mu);
   bool r = g_fs.shm != NULL;
@@ -437,6 +440,7 @@ bool weft_forkserver_running(void) {
 }
 
 int weft_forkserver_start(void) {
+  pthread_once(&g_once, once_init);
   pthread_mutex_lock(&g_fs.mu);
   int r = 0;
   if (g_fs.shm) goto out;
@@ -566,8 +570,24 @@ static int fs_spawn(weft_process *p, weft_process_fn *fn, const void *arg, size_
 
 /* ------------------------------------------------------------ handles */
 
+/* A forked child of this process (a pool's worker, a child the program
+ * forked itself) does not have the spawner thread, and the fork server
+ * belongs to the parent: another thread of the parent may even have held
+ * g_fs.mu at the fork. Forget both; the child makes its own if it needs
+ * them. */
+static void atfork_child(void) {
+  spawn_atfork_child();
+  pthread_mutex_init(&g_fs.mu, NULL);
+  if (g_fs.efd >= 0) close(g_fs.efd);
+  if (g_fs.pidfd >= 0) close(g_fs.pidfd);
+  g_fs.shm = NULL; /* its mapping stays, unused, for handles copied along */
+  g_fs.efd = -1;
+  g_fs.pidfd = -1;
+  g_fs.pid = 0;
+}
+
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void once_init(void) { pthread_atfork(NULL, NULL, spawn_atfork_child); }
+static void once_init(void) { pthread_atfork(NULL, NULL, atfork_child); }
 
 int weft_process_start(weft_process **out, weft_process_fn *fn, const void *arg, size_t arg_len,
                        const weft_process_opts *opts) {

@@ -669,3 +669,39 @@ TEST(task_children_die_with_worker) {
   }
   weft_executor_destroy(ex);
 }
+
+/* A task may start processes of its own (weft_process), also when the
+ * parent runs a fork server (which stays the parent's). */
+static int c_exit_code(const void *arg, size_t len) {
+  int32_t v;
+  (void)len;
+  memcpy(&v, arg, sizeof v);
+  return v;
+}
+
+static int t_start_process(weft_task_ctx *ctx, const void *arg, size_t len) {
+  weft_process *pr;
+  int r = weft_process_start(&pr, c_exit_code, arg, len, NULL);
+  if (r) return r;
+  r = weft_process_join(pr, weft_deadline_in_ms(10000));
+  int32_t code = -1000;
+  if (r == 0) r = weft_process_exitcode(pr, &code);
+  weft_process_destroy(pr);
+  if (r) return r;
+  return weft_task_return(ctx, &code, sizeof code);
+}
+
+TEST(task_starts_process) {
+  ASSERT_OK(weft_forkserver_start());
+  weft_executor *ex = make(2);
+  weft_task t = {"proc.start_process", t_start_process};
+  for (int32_t i = 0; i < 6; i++) {
+    weft_future *f;
+    int32_t v = 10 + i;
+    ASSERT_OK(weft_executor_submit(ex, &t, &v, sizeof v, &f));
+    ASSERT_EQ(result_i32(f), v);
+    weft_future_release(f);
+  }
+  weft_executor_destroy(ex);
+  weft_forkserver_stop();
+}
