@@ -25,7 +25,8 @@
  *  - weft_coro_spawn switches to the new coroutine at once (the spawner
  *    goes to the back of the ready queue, as in libdill): a spawn is a
  *    switch point, and a loop that spawns many short coroutines never holds
- *    more of them at once than it needs.
+ *    more of them at once than it needs. weft_coro_opts.deferred gives
+ *    gevent's timing instead (no switch at spawn).
  *
  * Thread-safety: as said above, every call acts on the calling thread's hub
  * and on objects of that hub, unless its contract says otherwise.
@@ -66,11 +67,17 @@ typedef struct weft_coro_opts {
   const char *name;        /* copied (at most 31 bytes kept); NULL: "coro-<id>" */
   size_t stack_size;       /* 0: WEFT_CORO_STACK_DEFAULT; rounded up to pages */
   weft_coro_group *group;  /* spawn into this group (see below); NULL: none */
+  bool deferred;           /* start the coroutine when the spawner next
+                            * blocks or yields (gevent.spawn's timing), not
+                            * at once; a deferred coroutine cancelled before
+                            * it starts never runs fn (status WEFT_ECANCELED) */
 } weft_coro_opts;
 
 /* Spawn fn(arg) as a new coroutine on the calling thread's hub (started on
  * first use) and run it at once, until it blocks or yields; the caller
- * resumes after the coroutines ahead of it in the ready queue. file and
+ * resumes after the coroutines ahead of it in the ready queue (with
+ * opts->deferred, the new coroutine joins the back of the ready queue
+ * instead and the caller goes on). file and
  * line say where it was spawned (for weft_hub_dump and the stack-overflow
  * message); the weft_coro_spawn macro fills them in.
  * With out non-NULL, *out is a handle the caller owns (join it, then

@@ -231,14 +231,10 @@ int weft__park(weft__hub *h, int64_t deadline, const char *what, bool cancellabl
                weft__waiter *w) {
   weft_coro *self = h->current;
   if (cancellable && self->cancelled) return WEFT_ECANCELED;
-  if (deadline == 0) return WEFT_ETIMEDOUT;
   if (deadline != WEFT_FOREVER) {
-    if (timer_add(h, self, deadline) != 0) {
-      /* No memory for the heap: fall back to a short sleep-poll so that
-       * the deadline is still honoured. */
-      if (deadline <= weft_now_ns()) return WEFT_ETIMEDOUT;
-      return WEFT_ENOMEM;
-    }
+    /* A deadline already past never blocks (nor switches). */
+    if (deadline == 0 || deadline <= weft_now_ns()) return WEFT_ETIMEDOUT;
+    if (timer_add(h, self, deadline) != 0) return WEFT_ENOMEM;
   }
   self->state = WEFT__CORO_BLOCKED;
   self->park_cancellable = cancellable;
@@ -483,6 +479,11 @@ int weft_coro_spawn_at(weft_coro **out, weft_coro_fn *fn, void *arg,
   h->live++;
   weft__ctx_make(&c->ctx, c->stack.lo, c->stack.size, coro_entry, c);
   if (out) *out = c;
+  if (opts && opts->deferred) {
+    c->state = WEFT__CORO_READY;
+    weft__list_push_back(&h->ready, &c->rq);
+    return 0;
+  }
   /* Run the child now; the spawner waits at the back of the queue. */
   self->state = WEFT__CORO_READY;
   weft__list_push_back(&h->ready, &self->rq);

@@ -487,3 +487,58 @@ TEST(fp_control_per_coroutine) {
   ASSERT_EQ(fegetround(), FE_TONEAREST);
   weft_coro_release(c);
 }
+
+/* opts.deferred: gevent's timing. The child waits in the ready queue until
+ * the spawner switches; cancelled before it starts, it never runs. */
+TEST(deferred_spawn) {
+  int flag = 0;
+  weft_coro_opts o = {.deferred = true, .name = "later"};
+  weft_coro *c;
+  ASSERT_OK(weft_coro_spawn(&c, set_flag, &flag, &o));
+  ASSERT_EQ(flag, 0);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  weft_hub_dump(f);
+  fclose(f);
+  ASSERT(strstr(text, "\"later\" new") != NULL);
+  free(text);
+  ASSERT_OK(weft_coro_yield());
+  ASSERT_EQ(flag, 1);
+  ASSERT_OK(weft_coro_join(c, WEFT_FOREVER, NULL));
+  ASSERT_EQ(flag, 2);
+  weft_coro_release(c);
+
+  flag = 0;
+  ASSERT_OK(weft_coro_spawn(&c, set_flag, &flag, &o));
+  ASSERT_OK(weft_coro_cancel(c));
+  int st = 0;
+  ASSERT_OK(weft_coro_join(c, WEFT_FOREVER, &st));
+  ASSERT_EQ(st, WEFT_ECANCELED);
+  ASSERT_EQ(flag, 0); /* fn never ran */
+  weft_coro_release(c);
+}
+
+/* A deadline already past never blocks, and does not switch either. */
+static int mark_ran(void *arg) {
+  *(int *)arg = 1;
+  return 0;
+}
+
+TEST(past_deadline_does_not_switch) {
+  int ran = 0;
+  weft_coro_opts o = {.deferred = true};
+  weft_coro *c;
+  ASSERT_OK(weft_coro_spawn(&c, mark_ran, &ran, &o));
+  weft_chan *ch;
+  ASSERT_OK(weft_chan_create(&ch, sizeof(int), 0));
+  int v;
+  ASSERT_ERR(weft_chan_recv(ch, &v, 1), WEFT_ETIMEDOUT);  /* 1 ns after boot */
+  ASSERT_ERR(weft_chan_recv(ch, &v, weft_now_ns() - 1), WEFT_ETIMEDOUT);
+  ASSERT_OK(weft_coro_sleep_until(1));
+  ASSERT_EQ(ran, 0); /* nothing switched */
+  ASSERT_OK(weft_coro_join(c, WEFT_FOREVER, NULL));
+  ASSERT_EQ(ran, 1);
+  weft_coro_release(c);
+  weft_chan_destroy(ch);
+}
