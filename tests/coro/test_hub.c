@@ -100,8 +100,10 @@ static int timed(void *arg) {
 }
 
 TEST(timer_order_and_range) {
-  int64_t now = weft_now_ns();
-  int64_t at[5] = {now + 90000000, now + 10000000, now + 50000000, now + 30000000, INT64_MAX};
+  /* Far enough ahead that all are armed before the first is due, even on
+   * a loaded machine under qemu. */
+  int64_t base = weft_now_ns() + 300000000;
+  int64_t at[5] = {base + 240000000, base, base + 160000000, base + 80000000, INT64_MAX};
   weft_coro *c[5];
   for (int i = 0; i < 5; i++) ASSERT_OK(weft_coro_spawn(&c[i], timed, &at[i], NULL));
   for (int i = 0; i < 4; i++) ASSERT_OK(weft_coro_join(c[i], WEFT_FOREVER, NULL));
