@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -294,6 +295,23 @@ static int offloader(void *arg) {
   return e ? e : r;
 }
 
+typedef struct {
+  weft_executor *ex;
+  int ms;
+  int *r;
+} offload_on_arg;
+
+static atomic_int busy_started;
+static int busy_fn(void *arg) {
+  atomic_store(&busy_started, 1);
+  return block_ms(arg);
+}
+
+static int offloader_on(void *arg) {
+  offload_on_arg *a = arg;
+  return weft_coro_offload(a->ex, busy_fn, (void *)(intptr_t)a->ms, weft_deadline_in_s(10), a->r);
+}
+
 static int ticks;
 static int ticker(void *arg) {
   (void)arg;
@@ -329,16 +347,65 @@ TEST(offload_keeps_hub_serving) {
   weft_executor_destroy(ex);
 }
 
+static atomic_int slow_started, slow_ran;
+static int slow_fn(void *arg) {
+  atomic_store(&slow_started, 1);
+  block_ms(arg);
+  atomic_fetch_add(&slow_ran, 1);
+  return (int)(intptr_t)arg;
+}
+
+static int offload_slow(void *arg) {
+  int *r = arg;
+  return weft_coro_offload(NULL, slow_fn, (void *)(intptr_t)200, WEFT_FOREVER, r);
+}
+
+/* Cancels its target once slow_fn has started on a pool thread. */
+static int cancel_when_started(void *arg) {
+  while (!atomic_load(&slow_started)) weft_coro_sleep_until(weft_deadline_in_ms(1));
+  return weft_coro_cancel(arg);
+}
+
 TEST(offload_default_pool_and_deadline) {
   int r = 0;
   ASSERT_OK(weft_coro_offload(NULL, block_ms, (void *)(intptr_t)1, WEFT_FOREVER, &r));
   ASSERT_EQ(r, 1);
-  /* The deadline passes while fn runs: the call waits for fn (it may use
-   * arg), then reports the timeout with the result. */
+  /* Cancelled while fn runs: the call waits for fn (it may use arg), then
+   * reports the cancel with fn's result. */
   r = 0;
-  ASSERT_ERR(weft_coro_offload(NULL, block_ms, (void *)(intptr_t)100, weft_deadline_in_ms(10), &r),
+  weft_coro *c, *k;
+  ASSERT_OK(weft_coro_spawn(&c, offload_slow, &r, NULL));
+  ASSERT_OK(weft_coro_spawn(&k, cancel_when_started, c, NULL));
+  int st = 0;
+  ASSERT_OK(weft_coro_join(c, weft_deadline_in_s(10), &st));
+  ASSERT_EQ(st, WEFT_ECANCELED);
+  ASSERT_EQ(r, 200);
+  ASSERT_EQ(atomic_load(&slow_ran), 1);
+  ASSERT_OK(weft_coro_join(k, WEFT_FOREVER, NULL));
+  weft_coro_release(c);
+  weft_coro_release(k);
+}
+
+/* Not started when the deadline passes: fn never runs. The only worker of
+ * the pool is kept busy, so the call cannot start in time. */
+TEST(offload_deadline_before_start) {
+  weft_executor *ex;
+  weft_executor_opts o = {.kind = WEFT_EXECUTOR_THREADS, .workers = 1};
+  ASSERT_OK(weft_executor_create(&ex, &o));
+  weft_coro *busy;
+  int busy_r = 0;
+  offload_on_arg busy_arg = {ex, 300, &busy_r};
+  ASSERT_OK(weft_coro_spawn(&busy, offloader_on, &busy_arg, NULL));
+  while (!atomic_load(&busy_started)) weft_coro_sleep_until(weft_deadline_in_ms(1));
+  int r = -1;
+  ASSERT_ERR(weft_coro_offload(ex, slow_fn, (void *)(intptr_t)5, weft_deadline_in_ms(20), &r),
              WEFT_ETIMEDOUT);
-  ASSERT_EQ(r, 100);
+  ASSERT_EQ(r, -1); /* never ran: no result */
+  ASSERT_OK(weft_coro_join(busy, weft_deadline_in_s(10), NULL));
+  ASSERT_EQ(busy_r, 300);
+  weft_coro_release(busy);
+  weft_executor_destroy(ex); /* waits for everything: slow_fn must not have run */
+  ASSERT_EQ(atomic_load(&slow_ran), 0);
 }
 
 /* Wait on a future finished by another thread. */
