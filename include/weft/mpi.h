@@ -28,8 +28,10 @@
  *    first is alive is WEFT_EBUSY.
  *  - A task is "running" from the moment it is sent to a worker rank, as a
  *    ProcessPoolExecutor's call queue does. A worker is sent at most about a
- *    millisecond of work ahead (measured per rank), so cancel() succeeds on
- *    every task that is still waiting in the client.
+ *    millisecond of work ahead (measured per rank; slow tasks go one at a
+ *    time), so cancel() succeeds on every task that is still waiting in the
+ *    client. Map chunks go two deep; one not yet started when the map's
+ *    deadline passes is skipped.
  *  - Done callbacks run on the client's communication thread: they must not
  *    block on futures of the same executor.
  *  - A worker rank that dies ends the job under Open MPI's and MPICH's
