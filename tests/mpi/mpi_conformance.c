@@ -354,6 +354,102 @@ TEST(many_small) {
   free(out);
 }
 
+/* Races on the client: four threads submit (one at a time and in batches)
+ * and cancel some of their futures while the communication thread sends
+ * and ends them; a shutdown that cancels pending work lands in the middle.
+ * Every future ends exactly once, done with the right result or
+ * cancelled, and every submit after the shutdown is refused. */
+enum { STRESS_THREADS = 4, STRESS_PER = 3000 };
+
+typedef struct stress_arg {
+  weft_executor *ex;
+  int id;
+  atomic_int *stop;
+  long done, cancelled, refused;
+} stress_arg;
+
+static void *stress_submitter(void *p) {
+  stress_arg *a = p;
+  weft_future *fs[64];
+  int64_t args[64];
+  unsigned seed = (unsigned)a->id * 7919u + 1;
+  for (int round = 0; round < STRESS_PER / 64; round++) {
+    int n = 0, r = 0;
+    if (round % 3 == 0) {
+      for (int i = 0; i < 64; i++) args[i] = a->id * 1000000 + round * 64 + i;
+      r = weft_executor_submit_many(a->ex, &T_SQUARE, args, sizeof args[0], 64, fs);
+      if (r == 0) n = 64;
+    } else {
+      for (; n < 64; n++) {
+        args[n] = a->id * 1000000 + round * 64 + n;
+        r = weft_executor_submit(a->ex, &T_SQUARE, &args[n], sizeof args[n], &fs[n]);
+        if (r) break;
+      }
+    }
+    if (r) {
+      if (r != WEFT_ESHUTDOWN) return (void *)1;
+      a->refused++;
+    }
+    for (int i = 0; i < n; i++) {
+      seed = seed * 1103515245u + 12345u;
+      if ((seed >> 16) % 4 == 0) weft_future_cancel(fs[i]);
+    }
+    for (int i = 0; i < n; i++) {
+      const void *d;
+      size_t len;
+      int e = weft_future_result(fs[i], weft_deadline_in_ms(30000), &d, &len);
+      if (e == 0) {
+        if (len != 8 || *(const int64_t *)d != args[i] * args[i]) return (void *)2;
+        a->done++;
+      } else if (e == WEFT_ECANCELED) {
+        a->cancelled++;
+      } else {
+        return (void *)3;
+      }
+      weft_future_release(fs[i]);
+    }
+    if (r || atomic_load(a->stop)) break;
+  }
+  return NULL;
+}
+
+TEST(stress_submitters) {
+  conf_setup();
+  conf_register_tasks();
+  for (int rep = 0; rep < 3; rep++) {
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &mpi));
+    atomic_int stop = 0;
+    stress_arg a[STRESS_THREADS];
+    pthread_t t[STRESS_THREADS];
+    for (int i = 0; i < STRESS_THREADS; i++) {
+      a[i] = (stress_arg){ex, i, &stop, 0, 0, 0};
+      ASSERT_EQ(pthread_create(&t[i], NULL, stress_submitter, &a[i]), 0);
+    }
+    /* Let them run, then shut down in the middle (not at all on rep 0). */
+    conf_sleep_ms(20 + 30 * rep);
+    if (rep > 0)
+      ASSERT_OK(weft_executor_shutdown(ex, rep == 2 ? WEFT_SHUTDOWN_CANCEL_PENDING : 0, 0));
+    long done = 0, cancelled = 0;
+    for (int i = 0; i < STRESS_THREADS; i++) {
+      void *rv;
+      ASSERT_EQ(pthread_join(t[i], &rv), 0);
+      ASSERT_PTR_EQ(rv, NULL);
+      done += a[i].done;
+      cancelled += a[i].cancelled;
+    }
+    ASSERT_GT(done, 0);
+    if (rep == 0) ASSERT_EQ(done + cancelled, (long)STRESS_THREADS * (STRESS_PER / 64) * 64);
+    weft_executor_stats st;
+    ASSERT_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT, weft_deadline_in_ms(30000)));
+    weft_executor_stats_get(ex, &st);
+    ASSERT_UEQ(st.queued, 0);
+    ASSERT_UEQ(st.running, 0);
+    ASSERT_UEQ(st.completed, (uint64_t)(done + cancelled));
+    weft_executor_destroy(ex);
+  }
+}
+
 /* The client's communication thread sleeps when nothing is in flight: an
  * idle executor costs the client no CPU, and wakes for the next task. */
 static int64_t cpu_ns(void) {
