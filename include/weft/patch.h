@@ -19,13 +19,13 @@
  * program that does not has no libc function replaced and pays nothing.
  *
  * Covered: read, write, readv, writev, recv, send, recvfrom, sendto,
- * recvmsg, sendmsg, accept, accept4, connect, poll, select, sleep, usleep,
- * nanosleep, clock_nanosleep, getaddrinfo; and close, dup2, dup3,
+ * recvmsg, sendmsg, accept, accept4, connect, poll, select, epoll_wait,
+ * sleep, usleep, nanosleep, clock_nanosleep, getaddrinfo; and close, dup2, dup3,
  * close_range, closefrom, fclose, which tell the hub a descriptor is gone
  * (its waiters wake with EBADF and its registration is dropped). Not
  * covered, and why: stdio and other calls glibc makes to itself (fread,
  * fgets, printf reach read/write through glibc-internal names that cannot
- * be interposed); ppoll, pselect, epoll_wait, sigwait, waitpid, futexes,
+ * be interposed); ppoll, pselect, epoll_pwait, sigwait, waitpid, futexes,
  * pthread locks and condition variables (they block the whole thread, as
  * under gevent: use weft's coroutine sync objects or offload); file I/O on
  * regular files (always "ready" for poll: it blocks the hub for the disk,

@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -80,6 +81,7 @@ typedef int accept_fn(int, __SOCKADDR_ARG, socklen_t *__restrict);
 typedef int accept4_fn(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 typedef int connect_fn(int, __CONST_SOCKADDR_ARG, socklen_t);
 typedef int poll_fn(struct pollfd *, nfds_t, int);
+typedef int epoll_wait_fn(int, struct epoll_event *, int, int);
 typedef int select_fn(int, fd_set *__restrict, fd_set *__restrict, fd_set *__restrict,
                       struct timeval *__restrict);
 typedef unsigned sleep_fn(unsigned);
@@ -102,7 +104,7 @@ typedef int poll_chk_fn(struct pollfd *, nfds_t, int, size_t);
 
 #define REALS(X)                                                                     \
   X(read) X(write) X(readv) X(writev) X(recv) X(send) X(recvfrom) X(sendto) X(recvmsg) \
-  X(sendmsg) X(accept) X(accept4) X(connect) X(poll) X(select) X(sleep) X(usleep)      \
+  X(sendmsg) X(accept) X(accept4) X(connect) X(poll) X(epoll_wait) X(select) X(sleep) X(usleep)      \
   X(nanosleep) X(clock_nanosleep) X(getaddrinfo) X(close) X(dup2) X(dup3)              \
   X(fclose)
 
@@ -741,6 +743,31 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
 EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
   if (fdslen / sizeof *fds < n) return REAL_CHK(poll_chk)(fds, n, timeout, fdslen);
   return poll_impl(fds, n, timeout);
+}
+
+/* epoll_wait: wait for the epoll descriptor itself to become readable
+ * (it is, while events are pending), then collect without blocking. The
+ * hub's own epoll_wait runs in its scheduler, where nothing is patched. */
+EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout) {
+  const weft__patch_ops *o;
+  void *h;
+  if (timeout == 0 || !(h = coop(&o))) return REAL(epoll_wait)(epfd, ev, max, timeout);
+  int saved = errno;
+  int r = REAL(epoll_wait)(epfd, ev, max, 0);
+  if (r != 0) return r;
+  int64_t deadline = timeout < 0 ? FOREVER : deadline_after_ns((int64_t)timeout * 1000000);
+  for (;;) {
+    int w = wait1(o, h, epfd, POLLIN, deadline, false);
+    if (w && w != -ETIMEDOUT && w != -EBADF) {
+      errno = -w;
+      return -1;
+    }
+    r = REAL(epoll_wait)(epfd, ev, max, 0);
+    if (r != 0 || w == -ETIMEDOUT) {
+      if (r >= 0) errno = saved;
+      return r;
+    }
+  }
 }
 
 EXPORT int select(int nfds, fd_set *__restrict rs, fd_set *__restrict ws, fd_set *__restrict es,

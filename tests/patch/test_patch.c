@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -1189,4 +1190,38 @@ TEST(cancel_ends_patched_poll_and_select) {
   ASSERT_OK(weft_coro_cancel(c));
   ASSERT_EQ(join(c), 0);
   close(p[0]), close(p[1]);
+}
+
+static int epoll_cases(void *arg) {
+  (void)arg;
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event e = {.events = EPOLLIN, .data.fd = p[0]}, out[4];
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e) != 0) return 2;
+  int64_t t0 = weft_now_ns();
+  errno = EDOM;
+  if (epoll_wait(ep, out, 4, 60) != 0 || errno != EDOM) return 3;
+  if (weft_now_ns() - t0 < 60 * MS) return 4;
+  struct later_write lw = {.fd = p[1], .ms = 30};
+  weft_coro *w;
+  if (weft_coro_spawn(&w, write_later, &lw, NULL) != 0) return 5;
+  if (epoll_wait(ep, out, 4, -1) != 1 || out[0].data.fd != p[0]) return 6;
+  weft_coro_join(w, WEFT_FOREVER, NULL);
+  weft_coro_release(w);
+  errno = 0;
+  if (epoll_wait(-1, out, 4, 100) != -1 || errno != EBADF) return 7;
+  close(ep), close(p[0]), close(p[1]);
+  return 0;
+}
+
+TEST(epoll_wait_is_cooperative) {
+  patch_on();
+  ticks = 0;
+  ticker_stop = false;
+  weft_coro *t = spawn(ticker, NULL);
+  ASSERT_EQ(join(spawn(epoll_cases, NULL)), 0);
+  ASSERT_GE(ticks, 3);
+  ticker_stop = true;
+  join(t);
 }
