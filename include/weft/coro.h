@@ -67,6 +67,11 @@ typedef struct weft_coro_opts {
   const char *name;        /* copied (at most 31 bytes kept); NULL: "coro-<id>" */
   size_t stack_size;       /* 0: WEFT_CORO_STACK_DEFAULT; rounded up to pages */
   weft_coro_group *group;  /* spawn into this group (see below); NULL: none */
+  bool no_guard_page;      /* a stack without the guard page: a stack
+                            * overflow then goes undetected, but such
+                            * stacks do not count against the kernel's
+                            * vm.max_map_count (below), for programs that
+                            * keep more than ~32 k coroutines alive */
   bool deferred;           /* start the coroutine when the spawner next
                             * blocks or yields (gevent.spawn's timing), not
                             * at once; a deferred coroutine cancelled before
@@ -84,7 +89,8 @@ typedef struct weft_coro_opts {
  * weft_coro_release it); with out NULL the coroutine is detached and frees
  * itself when it ends. opts may be NULL.
  * Returns 0; WEFT_ENOMEM (no memory or no address space for the stack: the
- * kernel's vm.max_map_count allows about 32 k guarded stacks at once);
+ * kernel's vm.max_map_count, 65530 by default, allows about 32 k guarded
+ * stacks at once, as each is two mappings; see no_guard_page);
  * WEFT_EINVAL (stack_size above 1 GiB); WEFT_ECANCELED (the caller is a
  * cancelled coroutine: nothing was spawned). Misuse (aborts): fn NULL, a
  * group of another thread. Thread-safety: any thread, on its own hub. */

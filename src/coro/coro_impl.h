@@ -255,7 +255,7 @@ void weft__remote_fini(weft__hub *h);
 int weft__remote_fd(const weft__hub *h);
 
 /* Stacks (stack.c). */
-int weft__stack_get(weft__hub *h, size_t size, weft__stack *out);
+int weft__stack_get(weft__hub *h, size_t size, bool guarded, weft__stack *out);
 void weft__stack_put(weft__hub *h, weft__stack *s);
 void weft__stack_cache_fini(weft__hub *h);
 size_t weft__stack_round(size_t size);

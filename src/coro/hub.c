@@ -449,7 +449,7 @@ int weft_coro_spawn_at(weft_coro **out, weft_coro_fn *fn, void *arg,
     if (!c) return WEFT_ENOMEM;
   }
   memset(c, 0, offsetof(weft_coro, name));
-  int e = weft__stack_get(h, want, &c->stack);
+  int e = weft__stack_get(h, want, !(opts && opts->no_guard_page), &c->stack);
   if (e) {
     weft__free(c);
     return e;

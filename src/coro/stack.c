@@ -8,6 +8,11 @@
  * coroutines' stacks go to a per-hub cache (up to 64) and are reused
  * as they are, without a system call; stacks beyond that are unmapped.
  *
+ * Unguarded stacks (weft_coro_opts.no_guard_page) are one plain mapping
+ * each; the kernel merges neighbouring ones into one mapping, so they do
+ * not count against vm.max_map_count the way guarded ones (two mappings
+ * each) do. An overflow of one is not detected.
+ *
  * Overflow: a coroutine that runs off the low end of its stack touches the
  * guard page and takes SIGSEGV. The handler (installed once per process,
  * chained to whatever handler was there before) runs on an alternate signal
@@ -52,21 +57,21 @@ size_t weft__stack_round(size_t size) {
   return (size + ps - 1) & ~(ps - 1);
 }
 
-int weft__stack_get(weft__hub *h, size_t size, weft__stack *out) {
+int weft__stack_get(weft__hub *h, size_t size, bool guarded, weft__stack *out) {
   size = weft__stack_round(size);
+  size_t guard = guarded ? page_size() : 0;
   /* Newest first: its pages are the likeliest to be in cache. */
   for (size_t i = h->nstack_cache; i-- > 0;) {
-    if (h->stack_cache[i].size == size) {
+    if (h->stack_cache[i].size == size && h->stack_cache[i].guard == guard) {
       *out = h->stack_cache[i];
       h->stack_cache[i] = h->stack_cache[--h->nstack_cache];
       return 0;
     }
   }
-  size_t guard = page_size();
   void *base = mmap(NULL, size + guard, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (base == MAP_FAILED) return WEFT_ENOMEM;
-  if (mprotect(base, guard, PROT_NONE) != 0) {
+  if (guard && mprotect(base, guard, PROT_NONE) != 0) {
     munmap(base, size + guard);
     return WEFT_ENOMEM;
   }
@@ -124,7 +129,7 @@ static void put_uint(msgbuf *m, unsigned long long v) {
 }
 
 static bool in_guard(const weft_coro *c, uintptr_t a) {
-  if (c->is_root || !c->stack.base) return false;
+  if (c->is_root || !c->stack.base || !c->stack.guard) return false;
   uintptr_t lo = (uintptr_t)c->stack.base;
   /* The guard page, and a little below it: a big frame may skip past it. */
   return a >= lo - 16 * c->stack.guard && a < lo + c->stack.guard;

@@ -544,3 +544,30 @@ TEST(past_deadline_does_not_switch) {
   weft_coro_release(c);
   weft_chan_destroy(ch);
 }
+
+/* More coroutines alive at once than guarded stacks allow (each guarded
+ * stack is two kernel mappings; vm.max_map_count is 65530 by default):
+ * stacks without a guard page are merged by the kernel into few mappings. */
+static weft_coro_event *crowd_gate;
+static int crowd_member(void *arg) {
+  (void)arg;
+  return weft_coro_event_wait(crowd_gate, WEFT_FOREVER);
+}
+
+TEST(many_alive_without_guard_pages) {
+  long n = 40000;
+#ifdef WEFT_TSAN
+  n = 3000; /* a TSan fiber per coroutine is heavy; the limit is not TSan's */
+#endif
+  ASSERT_OK(weft_coro_event_create(&crowd_gate));
+  weft_coro_group *g;
+  ASSERT_OK(weft_coro_group_create(&g));
+  weft_coro_opts o = {.group = g, .stack_size = WEFT_CORO_STACK_MIN, .no_guard_page = true};
+  for (long i = 0; i < n; i++) ASSERT_OK(weft_coro_spawn(NULL, crowd_member, NULL, &o));
+  ASSERT_EQ(weft_hub_count(), n);
+  weft_coro_event_set(crowd_gate);
+  ASSERT_OK(weft_coro_group_join(g, weft_deadline_in_s(60)));
+  ASSERT_EQ(weft_hub_count(), 0);
+  weft_coro_group_destroy(g);
+  weft_coro_event_destroy(crowd_gate);
+}
