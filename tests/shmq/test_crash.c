@@ -32,6 +32,7 @@ typedef struct kl_arg {
   weft_shmq *q;
   tally *t;
   uint32_t inc;
+  size_t maxlen; /* messages are 8 .. maxlen bytes */
 } kl_arg;
 
 static void body(unsigned char *b, size_t len, uint32_t inc, uint32_t s) {
@@ -40,11 +41,12 @@ static void body(unsigned char *b, size_t len, uint32_t inc, uint32_t s) {
 
 static int kl_producer(void *arg) {
   kl_arg *a = arg;
-  unsigned char b[700];
+  unsigned char *b = malloc(a->maxlen);
+  if (!b) return 11;
   uint32_t inc = a->inc, rnd = inc * 2654435761u + 1;
   for (uint32_t s = 0; s < PER_INC && !atomic_load(&a->t->stop); s++) {
     rnd = rnd * 1103515245 + 12345;
-    size_t len = 8 + (rnd >> 8) % 600; /* 1 to 10 slots of 64 */
+    size_t len = 8 + (rnd >> 8) % (a->maxlen - 8);
     memcpy(b, &inc, 4);
     memcpy(b + 4, &s, 4);
     body(b, len, inc, s);
@@ -63,10 +65,11 @@ static int kl_producer(void *arg) {
 
 static int kl_consumer(void *arg) {
   kl_arg *a = arg;
-  unsigned char b[700];
+  unsigned char *b = malloc(a->maxlen);
+  if (!b) return 23;
   for (;;) {
     size_t len;
-    int rc = weft_shmq_get(a->q, b, sizeof b, &len, WEFT_FOREVER);
+    int rc = weft_shmq_get(a->q, b, a->maxlen, &len, WEFT_FOREVER);
     if (rc == WEFT_EPEERDIED) continue;
     if (rc == WEFT_ESHUTDOWN) return 0;
     if (rc != 0 || len < 8) {
@@ -83,17 +86,14 @@ static int kl_consumer(void *arg) {
   }
 }
 
-TEST(kill9_loop_producers_and_consumers) {
-  long rounds = weft_test_knob("WEFT_SHMQ_KILL_ROUNDS", 2000);
+static void kill_loop(long rounds, weft_shmq_opts o, size_t maxlen) {
   weft_shmq *q = NULL;
-  /* 32 slots of 64 bytes: messages of 1-10 slots wrap the ring constantly. */
-  weft_shmq_opts o = {.capacity = 2048, .slot_size = 64, .msg_max = 640};
   ASSERT_OK(weft_shmq_create(&q, &o));
   tally *t = shared_map(sizeof *t);
   enum { NP = 2, NC = 2 };
   pid_t prod[NP], cons[NC];
   uint32_t next_inc = 0;
-  kl_arg arg = {q, t, 0};
+  kl_arg arg = {q, t, 0, maxlen};
   for (int i = 0; i < NC; i++) cons[i] = spawn(kl_consumer, &arg);
   for (int i = 0; i < NP; i++) {
     arg.inc = next_inc++;
@@ -173,6 +173,19 @@ TEST(kill9_loop_producers_and_consumers) {
   ASSERT_LE(lost_total, ckills + pkills);
   ASSERT_GT(delivered, rounds);
   weft_shmq_destroy(q);
+}
+
+TEST(kill9_loop_producers_and_consumers) {
+  /* 32 slots of 64 bytes: messages of 1-10 slots wrap the ring constantly. */
+  weft_shmq_opts o = {.capacity = 2048, .slot_size = 64, .msg_max = 640};
+  kill_loop(weft_test_knob("WEFT_SHMQ_KILL_ROUNDS", 2000), o, 608);
+}
+
+/* The same with messages of up to 200 KiB (up to 50 slots of 4 KiB, most
+ * of them copied for a long while with a claim held) in a ring of 512 KiB. */
+TEST(kill9_loop_large_messages) {
+  weft_shmq_opts o = {.capacity = 512 << 10, .slot_size = 4096, .msg_max = 200 << 10};
+  kill_loop(weft_test_knob("WEFT_SHMQ_KILL_ROUNDS_LARGE", 600), o, 200 << 10);
 }
 
 /* --------------------------------------- stopped and killed claimers */

@@ -339,6 +339,39 @@ static void cross(unsigned producers, unsigned consumers) {
 }
 
 TEST(one_producer_one_consumer_processes) { cross(1, 1); }
+
+/* Messages of up to 300 KiB (75 slots) arrive whole and in order across
+ * processes, through a ring of 1 MiB. */
+#define BIG_N 300
+static int big_consumer(void *arg) {
+  weft_shmq *q = arg;
+  size_t cap = 300 << 10;
+  unsigned char *b = malloc(cap);
+  if (!b) return 1;
+  for (uint64_t i = 0; i < BIG_N; i++) {
+    size_t len;
+    if (weft_shmq_get(q, b, cap, &len, WEFT_FOREVER) != 0) return 2;
+    if (len != 1000 + i * 997 % (cap - 1000) || !check(b, len, i)) return 3;
+  }
+  free(b);
+  return 0;
+}
+
+TEST(large_messages_across_processes) {
+  weft_shmq *q = make(1 << 20, 4096, 300 << 10, 0);
+  pid_t c = spawn(big_consumer, q);
+  size_t cap = 300 << 10;
+  unsigned char *b = malloc(cap);
+  ASSERT_NOT_NULL(b);
+  for (uint64_t i = 0; i < BIG_N; i++) {
+    size_t len = 1000 + i * 997 % (cap - 1000);
+    fill(b, len, i);
+    ASSERT_OK(weft_shmq_put(q, b, len, WEFT_FOREVER));
+  }
+  ASSERT_EQ(reap(c), 0);
+  free(b);
+  weft_shmq_destroy(q);
+}
 TEST(two_producers_two_consumers_processes) { cross(2, 2); }
 
 TEST(misuse_aborts) {
