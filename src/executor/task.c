@@ -173,7 +173,9 @@ void weft__scratch_fini(weft__scratch *s) {
 #define SCRATCH_KEEP_MAX (64u * 1024u)
 
 static void *scratch_get(weft__scratch *s, size_t len) {
-  if (len > s->cap || (s->cap > SCRATCH_KEEP_MAX && len <= SCRATCH_KEEP_MAX)) {
+  /* !s->p: even an empty result needs a non-NULL buffer (NULL is "out of
+   * memory"). */
+  if (len > s->cap || !s->p || (s->cap > SCRATCH_KEEP_MAX && len <= SCRATCH_KEEP_MAX)) {
     size_t cap = len < 64 ? 64 : len;
     void *p = weft__realloc(s->p, cap);
     if (!p) return NULL;

@@ -155,6 +155,22 @@ TEST(ctx_scratch) {
   weft__scratch_fini(&s);
 }
 
+/* An empty result on a scratch buffer not yet allocated (a fresh worker's
+ * first discarded result) is a result, not WEFT_ENOMEM. */
+TEST(ctx_scratch_empty_first) {
+  weft__scratch s = {0};
+  weft_task_ctx ctx;
+  weft__task_ctx_init(&ctx, WEFT__SINK_SCRATCH, NULL, NULL, 0, &s);
+  ASSERT_OK(weft_task_return(&ctx, NULL, 0));
+  ASSERT_EQ(weft__task_ctx_outcome(&ctx, 0), 0);
+  weft__task_ctx_fini(&ctx);
+  weft__task_ctx_init(&ctx, WEFT__SINK_SCRATCH, NULL, NULL, 0, &s);
+  ASSERT_NOT_NULL(weft_task_return_buf(&ctx, 0));
+  ASSERT_EQ(weft__task_ctx_outcome(&ctx, 0), 0);
+  weft__task_ctx_fini(&ctx);
+  weft__scratch_fini(&s);
+}
+
 TEST(ctx_slot) {
   weft__scratch s = {0};
   weft_task_ctx ctx;

@@ -583,8 +583,10 @@ static void *fail_after_delay(void *arg) {
 TEST(wait_sees_failure_from_thread) {
   weft_future *f = make();
   ASSERT_OK(weft_future_set_running(f));
-  pthread_t t = spawn(fail_after_delay, f);
+  /* The clock starts before the thread: its 30 ms sleep cannot have begun
+   * earlier, however late this thread runs again. */
   int64_t t0 = weft_now_ns();
+  pthread_t t = spawn(fail_after_delay, f);
   ASSERT_ERR(weft_future_result(f, weft_deadline_in_ms(2000), NULL, NULL), WEFT_EPIPE);
   ASSERT_GE(weft_now_ns() - t0, 20 * MS);
   ASSERT_STR_EQ(weft_future_error_message(f), "broken");
@@ -886,10 +888,10 @@ TEST(unwatch_waits_for_running_fn) {
   ASSERT(weft__future_watch(f, &s.w));
   pthread_t t = spawn(finish_now, f);
   await_flag(&s.entered);
-  int64_t t0 = weft_now_ns();
   weft__future_unwatch(f, &s.w);
+  /* fn had entered and was still sleeping: unwatch returned only after it
+   * left (no timing assertion: a loaded machine may run this thread late). */
   ASSERT_EQ(atomic_load(&s.left), 1);
-  ASSERT_GE(weft_now_ns() - t0, 50 * MS);
   join(t);
   weft_future_release(f);
 }
@@ -906,9 +908,8 @@ TEST(unwatch_pending_watch_while_another_runs) {
   ASSERT(weft__future_watch(f, &g_later.w));
   pthread_t t = spawn(finish_now, f);
   await_flag(&g_slow.entered);
-  int64_t t0 = weft_now_ns();
   weft__future_unwatch(f, &g_later.w);
-  ASSERT_LT(weft_now_ns() - t0, 50 * MS);
+  /* It returned while the other watch's fn is still running: no wait. */
   ASSERT_EQ(atomic_load(&g_slow.left), 0);
   join(t);
   ASSERT_EQ(atomic_load(&g_later.runs), 0);
