@@ -17,6 +17,9 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 # What Open MPI needs in a container, as root, on a 2-core machine.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Open MPI's shared-memory segments go into this run's own directory, which
+# the trap removes: a test that kills a rank leaves nothing in /dev/shm.
+export OMPI_MCA_btl_vader_backing_directory="$tmp"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # Sanitized builds: MPI libraries keep memory until exit, by design.
 if [ -n "${WEFT_MPI_SANITIZE:-}" ]; then
