@@ -57,19 +57,26 @@ static struct weft__wd *registry;
 static bool thread_started;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* seq is a sequence lock: odd while the record is being rewritten, so
+ * that the watchdog never reports a mix of two coroutines (it saw the new
+ * name with the old spawn line under qemu). */
 void weft__wd_note(struct weft__wd *w, const weft_coro *c) {
   uint64_t words[4];
   memcpy(words, c->name, sizeof words);
+  /* Only the hub's thread writes seq: plain stores, no read-modify-write. */
+  uint64_t q = atomic_load_explicit(&w->seq, memory_order_relaxed);
+  atomic_store_explicit(&w->seq, q + 1, memory_order_relaxed); /* odd: writing */
+  atomic_thread_fence(memory_order_release);
   for (int i = 0; i < 4; i++) atomic_store_explicit(&w->name[i], words[i], memory_order_relaxed);
   atomic_store_explicit(&w->id, c->id, memory_order_relaxed);
   atomic_store_explicit(&w->file, c->file, memory_order_relaxed);
   atomic_store_explicit(&w->line, c->line, memory_order_relaxed);
-  atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
+  atomic_store_explicit(&w->seq, q + 2, memory_order_release); /* even: done */
 }
 
 void weft__wd_idle(struct weft__wd *w, bool idle) {
   atomic_store_explicit(&w->idle, idle, memory_order_relaxed);
-  atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
+  atomic_fetch_add_explicit(&w->seq, 2, memory_order_release); /* stays even */
 }
 
 static void print_stall(const weft_hub_stall *s, void *ud) {
@@ -111,7 +118,7 @@ static void *watchdog_main(void *arg) {
     int64_t now = weft_now_ns();
     for (struct weft__wd *w = registry; w && nout < 16; w = w->next) {
       uint64_t s = atomic_load_explicit(&w->seq, memory_order_acquire);
-      if (atomic_load_explicit(&w->idle, memory_order_relaxed) || s != w->last_seq) {
+      if (atomic_load_explicit(&w->idle, memory_order_relaxed) || s != w->last_seq || (s & 1)) {
         w->last_seq = s;
         w->since_ns = now;
         w->reported = false;

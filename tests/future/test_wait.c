@@ -299,6 +299,8 @@ TEST(watches_removed_on_return) {
   size_t nd;
   ASSERT_ERR(weft_wait(fs, 3, WEFT_FIRST_COMPLETED, weft_deadline_in_ms(10), &nd),
              WEFT_ETIMEDOUT);
+  ASSERT_ERR(weft_wait(fs, 20, WEFT_FIRST_EXCEPTION, weft_deadline_in_ms(10), &nd),
+             WEFT_ETIMEDOUT);
   ASSERT_ERR(weft_wait(fs, 20, WEFT_ALL_COMPLETED, weft_deadline_in_ms(10), &nd),
              WEFT_ETIMEDOUT);
   ASSERT_OK(weft_future_set_result(fs[0], NULL, 0));
@@ -308,14 +310,18 @@ TEST(watches_removed_on_return) {
 
 /* The same through the watch list of a future that finishes after the
  * call: its watches must be gone (ASan: stack-use-after-return otherwise). */
+static atomic_int finish_go;
 static void *slow_finish_all(void *arg) {
   (void)arg;
-  weft_sleep_until(weft_deadline_in_ms(30));
+  /* Only once the wait below has returned, however late threads run. */
+  while (!atomic_load(&finish_go)) weft_sleep_until(weft_deadline_in_ms(1));
   for (int i = 0; i < 4; i++) ASSERT_OK(weft_future_set_result(fs[i], NULL, 0));
   return NULL;
 }
+/* FIRST_EXCEPTION: a mode that watches (ALL_COMPLETED waits on each
+ * future's own word and leaves nothing behind to test). */
 static int __attribute__((noinline)) wait_briefly(void) {
-  return weft_wait(fs, 4, WEFT_ALL_COMPLETED, weft_deadline_in_ms(5), NULL);
+  return weft_wait(fs, 4, WEFT_FIRST_EXCEPTION, weft_deadline_in_ms(5), NULL);
 }
 TEST(late_completion_after_timeout) {
   make_n(4);
@@ -325,6 +331,7 @@ TEST(late_completion_after_timeout) {
   char scribble[4096];
   memset(scribble, 0x5a, sizeof scribble); /* reuse the dead frame */
   __asm__ __volatile__("" ::"r"(scribble) : "memory");
+  atomic_store(&finish_go, 1);
   join(t);
   for (int i = 0; i < 4; i++) ASSERT(weft_future_done(fs[i]));
   release_n(4);
