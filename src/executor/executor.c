@@ -801,16 +801,22 @@ static int submit_small(weft_executor *ex, const weft_task *task, const void *ar
   return 0;
 }
 
-int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *arg,
-                         size_t arg_len, weft_future **out) {
-  WEFT_CHECK_HANDLE(ex);
-  WEFT_CHECK_HANDLE(task);
-  if (arg_len && !arg) weft__misuse(__func__, "argument 'arg' is NULL with arg_len > 0");
+/* What submit and submit_opts check of their arguments (call names the
+ * public function in a misuse report): 0, or the error to return. */
+static int submit_check(weft_executor *ex, const weft_task *task, const void *arg,
+                        size_t arg_len, const char *call) {
+  if (arg_len && !arg) weft__misuse(call, "argument 'arg' is NULL with arg_len > 0");
   if (WEFT_UNLIKELY(!task->fn)) return WEFT_EINVAL;
   if (WEFT_UNLIKELY(arg_len > ex->ops->arg_max)) return WEFT_E2BIG;
   if (forked(ex)) return WEFT_EBROKEN;
-  if (out && arg_len <= WEFT__JOB_SMALL_ARG && ex->ops->small_jobs)
-    return submit_small(ex, task, arg, arg_len, out);
+  return 0;
+}
+
+/* Make the job of one task (and its future, with both references, when out
+ * is not NULL) and hand it to the backend: ops->submit, or
+ * ops->submit_deadline when deadline is not WEFT_FOREVER. */
+static int submit_job(weft_executor *ex, const weft_task *task, const void *arg, size_t arg_len,
+                      int64_t deadline, weft_future **out) {
   weft__job *j = weft__job_alloc(arg_len);
   if (WEFT_UNLIKELY(!j)) return WEFT_ENOMEM;
   int r = job_task(ex, task, j);
@@ -823,7 +829,8 @@ int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *a
     if (WEFT_UNLIKELY(r)) goto out_job;
     j->ref = f;
   }
-  r = ex->ops->submit(ex->be, j, j, 1);
+  r = deadline == WEFT_FOREVER ? ex->ops->submit(ex->be, j, j, 1)
+                               : ex->ops->submit_deadline(ex->be, j, deadline);
   if (WEFT_UNLIKELY(r)) {
     if (f) {
       weft_future_release(f);
@@ -838,6 +845,17 @@ out_job:
   return r;
 }
 
+int weft_executor_submit(weft_executor *ex, const weft_task *task, const void *arg,
+                         size_t arg_len, weft_future **out) {
+  WEFT_CHECK_HANDLE(ex);
+  WEFT_CHECK_HANDLE(task);
+  int r = submit_check(ex, task, arg, arg_len, __func__);
+  if (WEFT_UNLIKELY(r)) return r;
+  if (out && arg_len <= WEFT__JOB_SMALL_ARG && ex->ops->small_jobs)
+    return submit_small(ex, task, arg, arg_len, out);
+  return submit_job(ex, task, arg, arg_len, WEFT_FOREVER, out);
+}
+
 int weft_executor_submit_opts(weft_executor *ex, const weft_task *task, const void *arg,
                               size_t arg_len, const weft_submit_opts *opts, weft_future **out) {
   WEFT_CHECK_HANDLE(ex);
@@ -846,34 +864,9 @@ int weft_executor_submit_opts(weft_executor *ex, const weft_task *task, const vo
   if (!WEFT_DEADLINE_VALID(deadline)) return WEFT_EINVAL;
   if (deadline == WEFT_FOREVER) return weft_executor_submit(ex, task, arg, arg_len, out);
   if (!ex->ops->submit_deadline) return WEFT_ENOTSUP;
-  if (arg_len && !arg) weft__misuse(__func__, "argument 'arg' is NULL with arg_len > 0");
-  if (!task->fn) return WEFT_EINVAL;
-  if (arg_len > ex->ops->arg_max) return WEFT_E2BIG;
-  if (forked(ex)) return WEFT_EBROKEN;
-  weft__job *j = weft__job_alloc(arg_len);
-  if (!j) return WEFT_ENOMEM;
-  int r = job_task(ex, task, j);
-  if (r) goto out_job;
-  if (arg_len) memcpy(arg_len <= WEFT__JOB_INLINE ? (void *)j->arg.inl : j->arg.heap, arg, arg_len);
-  weft_future *f = NULL;
-  if (out) {
-    r = weft__future_alloc_shared(&f);
-    if (r) goto out_job;
-    j->ref = f;
-  }
-  r = ex->ops->submit_deadline(ex->be, j, deadline);
-  if (r) {
-    if (f) {
-      weft_future_release(f);
-      weft_future_release(f);
-    }
-    goto out_job;
-  }
-  if (out) *out = f;
-  return 0;
-out_job:
-  weft__job_free(j);
-  return r;
+  int r = submit_check(ex, task, arg, arg_len, __func__);
+  if (r) return r;
+  return submit_job(ex, task, arg, arg_len, deadline, out);
 }
 
 int weft_executor_cancel(weft_executor *ex, weft_future *f) {
