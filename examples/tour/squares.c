@@ -1,0 +1,45 @@
+/*
+ * What the pool demos (thread_pool, process_pool) share: the seed's
+ * f(x) = x*x as a weft task, range(n) as an imap source, a future's result
+ * as an int64, and printing a list of int64s as Python prints a list.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tour.h"
+
+/* def f(x): return x*x */
+static int square(weft_task_ctx *ctx, const void *arg, size_t len) {
+  int64_t x;
+  if (len != sizeof x) return weft_task_fail(ctx, WEFT_EINVAL, "f takes an int64, got %zu bytes", len);
+  memcpy(&x, arg, sizeof x);
+  int64_t y = x * x;
+  return weft_task_return(ctx, &y, sizeof y);
+}
+const weft_task tour_square = {"tour.f", square};
+
+void tour_print_list(const int64_t *v, size_t n) {
+  printf("[");
+  for (size_t i = 0; i < n; i++) printf("%s%lld", i ? ", " : "", (long long)v[i]);
+  printf("]\n");
+  fflush(stdout);
+}
+
+int tour_range_next(void *ud, const void **arg, size_t *len) {
+  tour_range *r = ud;
+  if (r->next >= r->stop) return WEFT_EEMPTY;
+  r->cur = r->next++;
+  *arg = &r->cur;
+  *len = sizeof r->cur;
+  return 0;
+}
+
+int tour_result_i64(weft_future *fut, int64_t *out) {
+  const void *data;
+  size_t len;
+  int r = weft_future_result(fut, WEFT_FOREVER, &data, &len);
+  if (r) return r;
+  if (len != sizeof *out) return WEFT_EMSGSIZE;
+  memcpy(out, data, sizeof *out);
+  return 0;
+}
