@@ -60,25 +60,14 @@ int tour_process_pool(const tour_opts *o) {
   if (r) return fail("ProcessPoolExecutor(max_workers=4)", r);
   printf(">>> with futures.ProcessPoolExecutor(max_workers=4) as ex:\n"
          "...     print(list(ex.map(f, range(10))))\n");
-  tour_range src = {0, 10, 0};
-  weft_imap *it = NULL;
-  r = weft_imap_create(&it, ex, &tour_square, tour_range_next, &src, NULL);
-  int64_t got[10];
-  size_t n = 0;
-  weft_future *fut;
-  while (r == 0 && (r = weft_imap_next(it, WEFT_FOREVER, &fut)) == 0) {
-    r = tour_result_i64(fut, &got[n]);
-    weft_future_release(fut);
-    if (r == 0 && ++n == 10) break;
-  }
-  if (r == WEFT_EEMPTY) r = 0;
-  weft_imap_destroy(it); /* NULL if it was not made */
-  if (r == 0) tour_print_list(got, n);
+  r = tour_print_imap_squares(ex);
 
   /* for i in range(10): res = ex.submit(f, i); print(res.result()),
    * gathered into one list as the map above. */
   if (r == 0)
     printf("...     print([ex.submit(f, i).result() for i in range(10)])\n");
+  int64_t got[10];
+  weft_future *fut;
   for (int64_t i = 0; r == 0 && i < 10; i++) {
     r = weft_executor_submit(ex, &tour_square, &i, sizeof i, &fut);
     if (r) break;

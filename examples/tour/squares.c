@@ -43,3 +43,21 @@ int tour_result_i64(weft_future *fut, int64_t *out) {
   memcpy(out, data, sizeof *out);
   return 0;
 }
+
+int tour_print_imap_squares(weft_executor *ex) {
+  tour_range src = {0, 10, 0};
+  weft_imap *it = NULL;
+  int r = weft_imap_create(&it, ex, &tour_square, tour_range_next, &src, NULL);
+  int64_t got[10];
+  size_t n = 0;
+  weft_future *fut;
+  while (r == 0 && (r = weft_imap_next(it, WEFT_FOREVER, &fut)) == 0) {
+    r = tour_result_i64(fut, &got[n]);
+    weft_future_release(fut);
+    if (r == 0 && ++n == 10) break;
+  }
+  if (r == WEFT_EEMPTY) r = 0;
+  weft_imap_destroy(it); /* NULL if it was not made */
+  if (r == 0) tour_print_list(got, n);
+  return r;
+}

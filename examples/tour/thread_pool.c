@@ -56,23 +56,11 @@ int tour_thread_pool(const tour_opts *o) {
   if (r) return fail("ThreadPoolExecutor(max_workers=4)", r);
   printf(">>> with futures.ThreadPoolExecutor(max_workers=4) as ex:\n"
          "...     print(list(ex.map(f, range(10))))\n");
-  tour_range src = {0, 10, 0};
-  weft_imap *it;
-  r = weft_imap_create(&it, ex, &tour_square, tour_range_next, &src, NULL);
-  int64_t got[10];
-  size_t n = 0;
-  weft_future *fut;
-  while (r == 0 && (r = weft_imap_next(it, WEFT_FOREVER, &fut)) == 0) {
-    r = tour_result_i64(fut, &got[n]);
-    weft_future_release(fut);
-    if (r == 0 && ++n == 10) break;
-  }
-  if (r == WEFT_EEMPTY) r = 0;
-  weft_imap_destroy(it);
-  if (r == 0) tour_print_list(got, n);
+  r = tour_print_imap_squares(ex);
 
   /* fut = ex.submit(f, i); print(fut.result()) */
   if (r == 0) printf(">>> for i in range(10):\n...     print(ex.submit(f, i).result())\n");
+  weft_future *fut;
   for (int64_t i = 0; r == 0 && i < 10; i++) {
     r = weft_executor_submit(ex, &tour_square, &i, sizeof i, &fut);
     if (r) break;

@@ -42,5 +42,7 @@ typedef struct tour_range {
 int tour_range_next(void *ud, const void **arg, size_t *len);
 /* The result of fut (waited for) as an int64: 0, or the error. */
 int tour_result_i64(weft_future *fut, int64_t *out);
+/* print(list(ex.map(f, range(10)))) the lazy way (weft_imap): 0, or the error. */
+int tour_print_imap_squares(weft_executor *ex);
 
 #endif
