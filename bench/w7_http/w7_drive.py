@@ -35,6 +35,19 @@ def pin(cpu):
     return []
 
 
+def cpu_ticks():
+    """{cpu index: (busy, total)} jiffies from /proc/stat (busy counts user,
+    nice, system, irq, softirq and steal; idle and iowait are not busy)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                v = [int(x) for x in vals[:8]]
+                out[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], sum(v))
+    return out
+
+
 def die(msg, code=1):
     print(f"w7_drive: {msg}", file=sys.stderr)
     sys.exit(code)
@@ -81,6 +94,7 @@ def main():
             die(f"the server exited with status {server.returncode}",
                 3 if server.returncode == 3 else 1)
         check_answers(port)
+        before = cpu_ticks()
         wrk = subprocess.run(pin(1) + ["wrk", "-t1", "-c64", f"-d{secs}s",
                                        f"http://127.0.0.1:{port}/"],
                              capture_output=True, text=True, timeout=secs + 60)
@@ -99,10 +113,33 @@ def main():
             die("connect errors")
         if server.poll() is not None:
             die(f"the server died during the run (status {server.returncode})")
+        after = cpu_ticks()
         elapsed = float(n.group(2)) / (1000.0 if n.group(3) == "ms" else 1.0)
-        print(json.dumps({"workload": "W7", "impl": impl, "variant": variant,
-                          "n": int(n.group(1)), "value": float(m.group(1)),
-                          "unit": "req/s", "secs": elapsed}), flush=True)
+        requests = int(n.group(1))
+        # What each core did during the run: the server's (0) and wrk's (1).
+        # A core's busy time includes the kernel's TCP work done on it, so
+        # the server core's time per request is what serving one costs.
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = {}
+        for cpu in (0, 1):
+            if cpu in before and cpu in after:
+                db = after[cpu][0] - before[cpu][0]
+                dt = after[cpu][1] - before[cpu][1]
+                busy[cpu] = (db, db / dt if dt > 0 else None)
+        result = {"workload": "W7", "impl": impl, "variant": variant, "n": requests,
+                  "value": float(m.group(1)), "unit": "req/s", "secs": elapsed}
+        if 0 in busy and 1 in busy:
+            result["server_core_us_per_req"] = busy[0][0] / hz * 1e6 / requests
+            result["server_core_busy"] = busy[0][1]
+            result["wrk_core_busy"] = busy[1][1]
+            print(f"w7_drive: server core {result['server_core_us_per_req']:.2f} us/request, "
+                  f"{100 * busy[0][1]:.0f} % busy; wrk's core {100 * busy[1][1]:.0f} % busy",
+                  file=sys.stderr)
+        if variant.endswith("server-cpu"):
+            if 0 not in busy:
+                die("cannot read the server core's time from /proc/stat")
+            result.update(value=result["server_core_us_per_req"], unit="us/req")
+        print(json.dumps(result), flush=True)
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)

@@ -133,7 +133,12 @@ typedef struct weft__fdent {
   bool unpollable;  /* epoll refused it (regular file): always ready */
   bool kind_known;  /* is_sock and nonblock below are filled in */
   bool is_sock;
+  bool is_stream;   /* a SOCK_STREAM socket (kind_known) */
   bool nonblock;
+  /* A read drained this registered stream socket and the poller has
+   * reported no readable edge since: the next read waits for one first
+   * instead of trying a recv that would say EAGAIN (poll.c). */
+  bool drained;
   weft__list waiters; /* weft__waiter */
 } weft__fdent;
 

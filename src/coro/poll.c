@@ -59,6 +59,7 @@ void weft__poll_atfork_child(weft__hub *h) {
     weft__fdent *e = h->fds[fd];
     if (!e) continue;
     e->registered = false;
+    e->drained = false;
     /* Waiters parked across the fork wait in the new set. A failure leaves
      * them to their deadlines, as any lost descriptor would. */
     if (!weft__list_empty(&e->waiters) && h->epfd >= 0) fd_register(h, e, (int)fd);
@@ -95,6 +96,8 @@ static void fd_ready(weft__hub *h, int fd, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)) ready |= WEFT_CORO_READABLE;
   if (ev & EPOLLOUT) ready |= WEFT_CORO_WRITABLE;
   if (ev & (EPOLLERR | EPOLLHUP)) ready |= WEFT_CORO_READABLE | WEFT_CORO_WRITABLE;
+  /* Recorded even with no waiter: the next read must try the descriptor. */
+  if (ready & WEFT_CORO_READABLE) e->drained = false;
   weft__list *p, *t;
   weft__list_for_each_safe(p, t, &e->waiters) {
     weft__waiter *w = weft__container_of(p, weft__waiter, link);
@@ -230,6 +233,7 @@ void weft__hub_fd_closed(weft__hub *h, int fd) {
   e->registered = false;
   e->unpollable = false;
   e->kind_known = false;
+  e->drained = false;
 }
 
 /* ----------------------------------------------------------- public I/O */
@@ -254,6 +258,12 @@ static weft__fdent *fd_kind(weft__hub *h, int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fstat(fd, &st) != 0) return e; /* the call itself reports EBADF */
   e->is_sock = S_ISSOCK(st.st_mode);
+  e->is_stream = false;
+  if (e->is_sock) {
+    int type = 0;
+    socklen_t tl = sizeof type;
+    e->is_stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+  }
   e->nonblock = (fl & O_NONBLOCK) != 0;
   e->kind_known = true;
   return e;
@@ -305,7 +315,20 @@ static ssize_t io_loop(weft__hub *h, int fd, void *buf, size_t len, int flags, b
       must_wait_first = true;
     }
   }
+  /* A plain read of a registered stream socket keeps track of whether it
+   * drained the socket (a short read or EAGAIN): every byte that arrives
+   * later raises an edge, so until the poller reports one the socket is
+   * known to be empty and the read waits first, saving the recv that would
+   * say EAGAIN (a request/response server's every other read). Not for
+   * MSG_PEEK and other flags, which leave data behind, nor datagrams,
+   * where a short read says nothing about the next one. A zero deadline
+   * is a try, and the edge may still be in the kernel: it asks. */
+  bool track = !write_side && e->is_stream && (flags & ~MSG_DONTWAIT) == 0;
   bool after_eagain = false;
+  if (track && e->drained && e->registered && len > 0 && deadline != 0) {
+    int w = weft__coro_wait_fd(h, fd, ev, deadline, true);
+    if (w) return w;
+  }
   for (;;) {
     if (must_wait_first) {
       int w = weft__coro_wait_fd(h, fd, ev, deadline, after_eagain);
@@ -313,9 +336,13 @@ static ssize_t io_loop(weft__hub *h, int fd, void *buf, size_t len, int flags, b
       if (!e->unpollable && len > PIPE_BUF) len = PIPE_BUF;
     }
     ssize_t r = fn(fd, buf, len, flags);
-    if (r >= 0) return r;
+    if (r >= 0) {
+      if (track) e->drained = r > 0 && (size_t)r < len;
+      return r;
+    }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+    if (track) e->drained = true;
     after_eagain = true;
     if (!must_wait_first) {
       int w = weft__coro_wait_fd(h, fd, ev, deadline, true);
