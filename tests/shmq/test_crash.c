@@ -10,13 +10,90 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 
+#include "process/shm.h"
 #include "process/shmq_impl.h"
 #include "shmq_test_util.h"
 
 WEFT_TEST_TIMEOUT(120)
 
+typedef struct seg_view {
+  void *base;
+  size_t size;
+  shmq_hdr *h;
+  shmq_rec *recs;
+  shmq_meta *meta;
+} seg_view;
+
+/* Map q's segment a second time, to look at (and forge) its records. */
+static seg_view view(weft_shmq *q) {
+  seg_view v;
+  int fd = weft_shmq_fd(q);
+  ASSERT_GE(fd, 0);
+  off_t size = lseek(fd, 0, SEEK_END);
+  ASSERT_GT(size, 0);
+  v.size = (size_t)size;
+  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT(v.base != MAP_FAILED);
+  v.h = v.base;
+  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
+  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
+  return v;
+}
+
+/* Print what the segment says: the header, every record in use (with
+ * whether its owner lives) and the slots from head on. For a wait that
+ * outlived its deadline: what is stuck, and who holds it. */
+static void dump_segment(weft_shmq *q, const char *why) {
+  seg_view v = view(q);
+  shmq_hdr *h = v.h;
+  uint64_t head = atomic_load(&h->head), tail = atomic_load(&h->tail) & ~SHMQ_CLOSED;
+  uint64_t n = h->nslots;
+  fprintf(stderr, "--- weft_shmq segment (pid %d): %s\n", (int)getpid(), why);
+  fprintf(stderr, "head %" PRIu64 " tail %" PRIu64 "%s state %u deaths %u rec_hi %u nslots %" PRIu64
+          "\n", head, tail, (atomic_load(&h->tail) & SHMQ_CLOSED) ? " (closed)" : "",
+          atomic_load(&h->state), atomic_load(&h->deaths), atomic_load(&h->rec_hi), n);
+  for (uint32_t i = 0; i < SHMQ_NREC; i++) {
+    shmq_rec *r = &v.recs[i];
+    uint32_t st = atomic_load(&r->state);
+    if (st == SHMQ_REC_FREE) continue;
+    uint64_t ck = atomic_load(&r->claim_k);
+    int32_t pid = atomic_load(&r->pid);
+    fprintf(stderr, "rec %u: state %u pid %d %s claim %" PRIu64 "+%" PRIu64 " role %" PRIu64
+            " taken %" PRIu64 "\n", i, st, (int)pid,
+            weft__proc_alive(pid, atomic_load(&r->start)) ? "alive" : "dead",
+            atomic_load(&r->claim_pos), (uint64_t)(ck & ((1ull << 48) - 1)), (uint64_t)(ck >> 62),
+            atomic_load(&r->taken));
+  }
+  for (uint64_t p = head; p != tail + 2 && p - head < n; p++) {
+    shmq_meta *m = &v.meta[p & (n - 1)];
+    uint64_t seq = atomic_load(&m->seq), info = atomic_load(&m->info);
+    fprintf(stderr, "pos %" PRIu64 ": seq %s%+" PRId64 " info %s%" PRIu64 "\n", p,
+            (seq & SHMQ_RES_TOKEN) ? "TOKEN " : "p",
+            (seq & SHMQ_RES_TOKEN) ? (int64_t)(seq & ~SHMQ_RES_TOKEN) : (int64_t)(seq - p),
+            (info & SHMQ_SKIP) ? "skip " : (info & SHMQ_INTERIOR) ? "interior " : "len ",
+            (uint64_t)(info & ~(SHMQ_SKIP | SHMQ_INTERIOR)));
+  }
+  munmap(v.base, v.size);
+}
+
+/* Reap pid within ms milliseconds: its status as reap() gives it, or -1
+ * when it is still running then. */
+static int reap_within(pid_t pid, int64_t ms) {
+  int64_t until = weft_now_ns() + ms * MS;
+  for (;;) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (weft_now_ns() >= until) return -1;
+    usleep(1000);
+  }
+}
+
 /* ------------------------------------------------------ the kill loop */
 
+/* No wait below may take this long (seconds): survivors never hang, and a
+ * wait that does ends the test with a dump of the segment. */
+#define STUCK_S 30
 #define INC_MAX 8192  /* producer incarnations */
 #define PER_INC 2048  /* messages each incarnation puts at most */
 
@@ -52,10 +129,12 @@ static int kl_producer(void *arg) {
     body(b, len, inc, s);
     atomic_store(&a->t->attempted[inc], s + 1);
     int rc;
-    while ((rc = weft_shmq_put(a->q, b, len, WEFT_FOREVER)) == WEFT_EPEERDIED) {
+    int64_t dl = weft_deadline_in_s(STUCK_S);
+    while ((rc = weft_shmq_put(a->q, b, len, dl)) == WEFT_EPEERDIED) {
     }
     if (rc != 0) {
       fprintf(stderr, "producer put: %s\n", weft_err_name(rc));
+      if (rc == WEFT_ETIMEDOUT) dump_segment(a->q, "a producer's put waited too long");
       return 10;
     }
     atomic_store(&a->t->confirmed[inc], s + 1);
@@ -134,10 +213,15 @@ static void kill_loop(long rounds, weft_shmq_opts o, size_t maxlen) {
     }
   }
   atomic_store(&t->stop, 1);
-  for (int i = 0; i < NP; i++) ASSERT_EQ(reap(prod[i]), 0);
+  for (int i = 0; i < NP; i++) {
+    int st = reap_within(prod[i], (STUCK_S + 10) * 1000);
+    if (st < 0) dump_segment(q, "a producer did not finish");
+    ASSERT_EQ(st, 0);
+  }
   /* Everything put must drain: the consumers still run. */
   int64_t until = weft_now_ns() + 20000 * MS;
   while (weft_shmq_qsize(q) != 0 && weft_now_ns() < until) usleep(1000);
+  if (weft_shmq_qsize(q) != 0) dump_segment(q, "the queue did not drain");
   ASSERT_UEQ(weft_shmq_qsize(q), 0);
   /* The queue still carries messages: one from this process. */
   unsigned char last[8];
@@ -145,13 +229,20 @@ static void kill_loop(long rounds, weft_shmq_opts o, size_t maxlen) {
   memcpy(last, &li, 4);
   memcpy(last + 4, &ls, 4);
   int rc;
-  while ((rc = weft_shmq_put(q, last, 8, WEFT_FOREVER)) == WEFT_EPEERDIED) {
+  int64_t dl = weft_deadline_in_s(STUCK_S);
+  while ((rc = weft_shmq_put(q, last, 8, dl)) == WEFT_EPEERDIED) {
   }
+  if (rc != 0) dump_segment(q, "the last put failed");
   ASSERT_OK(rc);
   while (atomic_load(&t->seen[li][0]) == 0 && weft_now_ns() < until) usleep(1000);
+  if (atomic_load(&t->seen[li][0]) == 0) dump_segment(q, "the last message was not taken");
   ASSERT_EQ(atomic_load(&t->seen[li][0]), 1);
   weft_shmq_shutdown(q, false);
-  for (int i = 0; i < NC; i++) ASSERT_EQ(reap(cons[i]), 0);
+  for (int i = 0; i < NC; i++) {
+    int st = reap_within(cons[i], STUCK_S * 1000);
+    if (st < 0) dump_segment(q, "a consumer did not see the shutdown");
+    ASSERT_EQ(st, 0);
+  }
 
   long lost_confirmed = 0, lost_total = 0, delivered = 0;
   for (uint32_t i = 0; i < next_inc; i++) {
@@ -192,30 +283,6 @@ TEST(kill9_loop_large_messages) {
 }
 
 /* --------------------------------------- stopped and killed claimers */
-
-typedef struct seg_view {
-  void *base;
-  size_t size;
-  shmq_hdr *h;
-  shmq_rec *recs;
-  shmq_meta *meta;
-} seg_view;
-
-/* Map q's segment a second time, to look at (and forge) its records. */
-static seg_view view(weft_shmq *q) {
-  seg_view v;
-  int fd = weft_shmq_fd(q);
-  ASSERT_GE(fd, 0);
-  off_t size = lseek(fd, 0, SEEK_END);
-  ASSERT_GT(size, 0);
-  v.size = (size_t)size;
-  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT(v.base != MAP_FAILED);
-  v.h = v.base;
-  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
-  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
-  return v;
-}
 
 static shmq_rec *rec_of(seg_view *v, pid_t pid) {
   for (uint32_t i = 0; i < SHMQ_NREC; i++)
