@@ -315,3 +315,13 @@ int weft__proc_alive(int32_t pid, uint64_t start) {
   if (st == 'Z' || st == 'X' || st == 'x') return 0;
   return s == start;
 }
+
+int weft__proc_alive_pid(int32_t pid) {
+  if (pid <= 0) return 0;
+  char st;
+  uint64_t s;
+  int rc = read_stat(pid, &st, &s);
+  if (rc == -ENOENT || rc == -ESRCH) return 0;
+  if (rc != 0) return 1;
+  return !(st == 'Z' || st == 'X' || st == 'x');
+}

@@ -65,5 +65,9 @@ uint64_t weft__proc_self_start(void);
 /* 1 if process pid with start time start is alive, 0 if it is dead (or pid
  * now belongs to another process). Reads /proc/<pid>/stat. */
 int weft__proc_alive(int32_t pid, uint64_t start);
+/* The same by pid alone, for a record that holds no start time: 0 when no
+ * such process lives (or it is a zombie), 1 otherwise (a reused pid counts as
+ * alive: a wrong "alive" only delays, a wrong "dead" would corrupt). */
+int weft__proc_alive_pid(int32_t pid);
 
 #endif

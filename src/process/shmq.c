@@ -335,6 +335,8 @@ static void resolve_prev_lap(weft_shmq *q, uint64_t p) {
   }
 }
 
+static void rec_release(weft_shmq *q, shmq_rec *r, bool write_off);
+
 /* Free a dead record once nobody can need its claim any more (see the
  * design note for the rules), writing off its un-done messages. */
 static void try_retire(weft_shmq *q, shmq_rec *r) {
@@ -370,19 +372,34 @@ static void try_retire(weft_shmq *q, shmq_rec *r) {
     }
   }
   uint32_t st = SHMQ_REC_DEAD;
-  if (!atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_BUSY)) return;
-  uint64_t taken = atomic_load(&r->taken);
-  /* Write off what the dead process took and never marked done: its
-   * messages will never be done, and join must not wait for them. */
-  atomic_store(&r->done, taken);
-  atomic_fetch_add(&q->h->retired_taken, taken);
-  atomic_fetch_add(&q->h->retired_done, taken);
-  atomic_store(&r->taken, 0);
-  atomic_store(&r->done, 0);
+  if (!atomic_compare_exchange_strong(
+          &r->state, &st, SHMQ_REC_CHANGING(SHMQ_REC_RETIRING, getpid())))
+    return;
+  rec_release(q, r, true);
+}
+
+/* Give a record back (its state is BUSY or RETIRING with the caller's pid,
+ * which only one process can have set). RETIRING writes off what the dead
+ * owner took and never marked done: those messages will never be done, and
+ * join must not wait for them. Each store is idempotent, so whoever finishes
+ * a release cut short by a death may redo all of them. */
+static void rec_release(weft_shmq *q, shmq_rec *r, bool write_off) {
+  if (write_off) atomic_store(&r->done, atomic_load(&r->taken));
   claim_clear(r);
   atomic_store(&r->pid, 0);
   atomic_store_explicit(&r->state, SHMQ_REC_FREE, memory_order_release);
-  notify(&q->h->evc_join);
+  if (write_off) notify(&q->h->evc_join);
+}
+
+/* A record left BUSY or RETIRING by a process that died in the middle of
+ * the change: take it over (one CAS, so one survivor does it) and finish. */
+static void rec_reclaim(weft_shmq *q, shmq_rec *r, uint32_t st, int32_t self) {
+  uint32_t kind = SHMQ_REC_KIND(st);
+  int32_t pid = (int32_t)(st >> SHMQ_REC_PID_SHIFT);
+  if (kind != SHMQ_REC_BUSY && kind != SHMQ_REC_RETIRING) return;
+  if (pid == self || weft__proc_alive_pid(pid)) return;
+  if (!atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_CHANGING(kind, self))) return;
+  rec_release(q, r, kind == SHMQ_REC_RETIRING);
 }
 
 /* Look for participants that died, resolve what they left, free their
@@ -399,7 +416,10 @@ static void scan(weft_shmq *q) {
       mark_dead(q, r);
       st = SHMQ_REC_DEAD;
     }
-    if (st == SHMQ_REC_DEAD) try_retire(q, r);
+    if (st == SHMQ_REC_DEAD)
+      try_retire(q, r);
+    else if (st != SHMQ_REC_FREE && st != SHMQ_REC_ALIVE)
+      rec_reclaim(q, r, st, self);
   }
 }
 
@@ -428,14 +448,14 @@ static int rec_acquire(weft_shmq *q, uint32_t *out) {
       shmq_rec *r = &q->recs[i];
       uint32_t st = SHMQ_REC_FREE;
       if (atomic_load_explicit(&r->state, memory_order_relaxed) != SHMQ_REC_FREE ||
-          !atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_BUSY))
+          !atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_CHANGING(SHMQ_REC_BUSY, pid)))
         continue;
+      /* taken and done stay: they carry over, balanced or not, from the
+       * record's earlier owners (task_sums adds every record's). */
       atomic_store(&r->pid, pid);
       atomic_store(&r->start, start);
       atomic_store(&r->claim_pos, 0);
       atomic_store(&r->claim_k, 0);
-      atomic_store(&r->taken, 0);
-      atomic_store(&r->done, 0);
       atomic_store_explicit(&r->state, SHMQ_REC_ALIVE, memory_order_release);
       uint32_t hi = atomic_load(&q->h->rec_hi);
       while (hi < i + 1 && !atomic_compare_exchange_weak(&q->h->rec_hi, &hi, i + 1)) {
@@ -796,11 +816,10 @@ int weft_shmq_get(weft_shmq *q, void *buf, size_t cap, size_t *len, int64_t dead
  * a legitimate call. (Read in the other order, a message taken and done
  * between the two reads of one record counted as done and not as taken.) */
 static void task_sums(const weft_shmq *q, uint64_t *taken, uint64_t *done) {
-  uint64_t t = 0, d = atomic_load(&q->h->retired_done);
+  uint64_t t = 0, d = 0;
   uint32_t hi = rec_limit(q);
   for (uint32_t i = 0; i < hi; i++) d += atomic_load_explicit(&q->recs[i].done, memory_order_acquire);
   for (uint32_t i = 0; i < hi; i++) t += atomic_load_explicit(&q->recs[i].taken, memory_order_acquire);
-  t += atomic_load(&q->h->retired_taken);
   *taken = t;
   *done = d;
 }
@@ -1070,14 +1089,10 @@ void weft_shmq_destroy(weft_shmq *q) {
     for (uint32_t i = 0; i < q->nthr; i++) {
       shmq_rec *r = &q->recs[q->thr[i].rec];
       uint32_t st = SHMQ_REC_ALIVE;
-      if (!atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_BUSY)) continue;
-      atomic_fetch_add(&q->h->retired_taken, atomic_load(&r->taken));
-      atomic_fetch_add(&q->h->retired_done, atomic_load(&r->done));
-      atomic_store(&r->taken, 0);
-      atomic_store(&r->done, 0);
-      claim_clear(r);
-      atomic_store(&r->pid, 0);
-      atomic_store_explicit(&r->state, SHMQ_REC_FREE, memory_order_release);
+      if (!atomic_compare_exchange_strong(&r->state, &st,
+                                          SHMQ_REC_CHANGING(SHMQ_REC_BUSY, getpid())))
+        continue;
+      rec_release(q, r, false); /* what it took and did not mark done stays owed */
     }
     notify(&q->h->evc_join);
   }

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define SHMQ_MAGIC   0x716d687374666577ull /* "weftshmq" */
-#define SHMQ_VERSION 1u
+#define SHMQ_VERSION 2u
 #define SHMQ_NREC    256u           /* participant records (threads using the queue) */
 #define SHMQ_CLOSED  (1ull << 63)   /* in tail: shut down, no more claims */
 #define SHMQ_SKIP    (1ull << 63)   /* in info */
@@ -46,8 +46,15 @@
 #define SHMQ_SHUT      1u
 #define SHMQ_IMMEDIATE 2u
 
-/* record states */
-enum { SHMQ_REC_FREE = 0, SHMQ_REC_BUSY, SHMQ_REC_ALIVE, SHMQ_REC_DEAD };
+/* Record states. FREE, ALIVE and DEAD are the whole word. BUSY (a record
+ * being taken or given back: its counts stay) and RETIRING (a dead owner's
+ * record being freed: its un-done messages are written off) are the low
+ * bits, with the pid of the process making the change above them, so that a
+ * change cut short by that process's death can be finished by a survivor. */
+enum { SHMQ_REC_FREE = 0, SHMQ_REC_BUSY, SHMQ_REC_ALIVE, SHMQ_REC_DEAD, SHMQ_REC_RETIRING };
+#define SHMQ_REC_KIND(st) ((st) & 7u)
+#define SHMQ_REC_PID_SHIFT 3
+#define SHMQ_REC_CHANGING(kind, pid) ((uint32_t)(kind) | (uint32_t)(pid) << SHMQ_REC_PID_SHIFT)
 
 typedef struct shmq_hdr {
   _Atomic uint64_t magic;  /* SHMQ_MAGIC, written last by the creator */
@@ -67,8 +74,6 @@ typedef struct shmq_hdr {
   _Atomic uint32_t deaths;              /* dead participants counted so far */
   _Atomic uint32_t evc_join;            /* event count join sleeps on */
   _Atomic uint32_t rec_hi;              /* records ever used are below this */
-  _Atomic uint64_t retired_taken;       /* taken / done of freed records */
-  _Atomic uint64_t retired_done;
 } shmq_hdr;
 
 /* One per thread that uses the queue. Written by its owner only, except
@@ -79,8 +84,9 @@ typedef struct shmq_rec {
   _Atomic uint64_t start;     /* owner's start time (tells pid reuse apart) */
   _Atomic uint64_t claim_pos; /* first position of the claim under way */
   _Atomic uint64_t claim_k;   /* its positions | role; 0: no claim */
-  _Atomic uint64_t taken;     /* messages this thread took */
-  _Atomic uint64_t done;      /* task_done this thread called */
+  _Atomic uint64_t taken;     /* messages taken by the threads that owned it */
+  _Atomic uint64_t done;      /* task_done they called (both only grow; a
+                                 record keeps them across owners) */
   uint64_t pad[2];
 } shmq_rec;
 

@@ -491,6 +491,70 @@ TEST(joinable_death_with_undone_messages) {
   weft_shmq_destroy(q);
 }
 
+/* ------------------------------------- records left in mid-change */
+
+static int exit_at_once(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static int sleep_long(void *arg) {
+  (void)arg;
+  for (;;) {
+    if (pause() != 0 && errno != EINTR) return 1;
+  }
+}
+
+/* A process killed while it took a record (BUSY), or while it freed the
+ * record of a dead one (RETIRING), leaves the record marked with its pid.
+ * A survivor's scan finishes the change once that pid is dead: a record
+ * being taken goes back with its counts, a dead owner's record goes back
+ * with its un-done messages written off. A record whose changer lives is
+ * left alone. */
+TEST(record_left_mid_change_is_reclaimed) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.flags = WEFT_SHMQ_JOINABLE};
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  ASSERT_OK(weft_shmq_put(q, "a", 1, 0)); /* this process takes record 0 */
+  seg_view v = view(q);
+  pid_t dead = spawn(exit_at_once, NULL);
+  ASSERT_EQ(reap(dead), 0);
+  pid_t live = spawn(sleep_long, NULL);
+  shmq_rec *taking = &v.recs[5], *retiring = &v.recs[6], *by_live = &v.recs[7];
+  atomic_store(&taking->taken, 3);
+  atomic_store(&taking->done, 1);
+  atomic_store(&taking->state, SHMQ_REC_CHANGING(SHMQ_REC_BUSY, dead));
+  atomic_store(&retiring->taken, 2);
+  atomic_store(&retiring->done, 0);
+  atomic_store(&retiring->state, SHMQ_REC_CHANGING(SHMQ_REC_RETIRING, dead));
+  atomic_store(&by_live->state, SHMQ_REC_CHANGING(SHMQ_REC_BUSY, live));
+  atomic_store(&v.h->rec_hi, 8);
+
+  weft_shmq_peer_deaths(q); /* scans */
+  ASSERT_UEQ(atomic_load(&taking->state), SHMQ_REC_FREE);
+  ASSERT_UEQ(atomic_load(&taking->taken), 3); /* its counts carry on */
+  ASSERT_UEQ(atomic_load(&taking->done), 1);
+  ASSERT_UEQ(atomic_load(&retiring->state), SHMQ_REC_FREE);
+  ASSERT_UEQ(atomic_load(&retiring->done), 2); /* written off */
+  ASSERT_UEQ(atomic_load(&by_live->state), SHMQ_REC_CHANGING(SHMQ_REC_BUSY, live));
+  ASSERT_UEQ(weft_shmq_peer_deaths(q), 0); /* no participant died */
+
+  kill(live, SIGKILL);
+  ASSERT_EQ(reap(live), 128 + SIGKILL);
+  weft_shmq_peer_deaths(q);
+  ASSERT_UEQ(atomic_load(&by_live->state), SHMQ_REC_FREE);
+
+  /* The queue goes on, and the two messages the reclaimed record still
+   * owes keep join waiting, as they would for a live owner. */
+  char b[8];
+  size_t len;
+  ASSERT_OK(weft_shmq_get(q, b, sizeof b, &len, 0));
+  ASSERT_OK(weft_shmq_task_done(q));
+  ASSERT_ERR(weft_shmq_join(q, weft_deadline_in_ms(100)), WEFT_ETIMEDOUT);
+  munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
+
 /* ------------------------------------------------- SIGSTOP storm */
 
 typedef struct storm {

@@ -97,7 +97,13 @@ static void corrupt(seg_view *v) {
   }
   case 8: atomic_store(&v->h->rec_hi, (uint32_t)evil(atomic_load(&v->h->rec_hi), 300)); break;
   case 9: atomic_store(&v->h->deaths, (uint32_t)rnd()); break;
-  case 10: atomic_store(&v->h->retired_done, evil(atomic_load(&v->h->retired_done), n)); break;
+  case 10: {
+    /* A record half given back by a "dead" process (pid 0 or garbage). */
+    shmq_rec *r = &v->recs[rnd() % 8];
+    atomic_store(&r->state, SHMQ_REC_CHANGING(rnd() % 2 ? SHMQ_REC_BUSY : SHMQ_REC_RETIRING,
+                                              rnd() % 3 ? 0 : rnd() % 40000));
+    break;
+  }
   default: atomic_store(&v->h->state, (uint32_t)(rnd() % 8 == 0 ? rnd() % 4 : 0)); break;
   }
 }
