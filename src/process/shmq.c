@@ -202,17 +202,22 @@ static bool owner_alive(const shmq_rec *r, int32_t self) {
   return weft__proc_alive(pid, atomic_load_explicit(&r->start, memory_order_relaxed)) != 0;
 }
 
-/* Mark a record whose owner died. The survivor that does it counts the
- * death when the process had a put or get under way (or, for a joinable
- * queue, messages taken and not done), and wakes every sleeper. */
-static void mark_dead(weft_shmq *q, shmq_rec *r) {
-  uint32_t st = SHMQ_REC_ALIVE;
-  if (!atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_DEAD)) return;
+/* Mark a record whose owner died; st is the ALIVE state the caller saw,
+ * tag included, so a record that has changed owner since is left alone.
+ * The survivor that does it counts the death when the process had a put or
+ * get under way (or, for a joinable queue, messages taken and not done),
+ * and wakes every sleeper. Returns whether the record is now DEAD with that
+ * tag (marked here or by another survivor). */
+static bool mark_dead(weft_shmq *q, shmq_rec *r, uint32_t st) {
+  uint32_t dead = SHMQ_REC_STATE(SHMQ_REC_DEAD, SHMQ_REC_TAG(st));
+  uint32_t cur = st;
+  if (!atomic_compare_exchange_strong(&r->state, &cur, dead)) return cur == dead;
   bool counted = atomic_load(&r->claim_k) != 0 ||
                  ((q->flags & WEFT_SHMQ_JOINABLE) &&
                   atomic_load(&r->taken) != atomic_load(&r->done));
   if (counted) atomic_fetch_add(&q->h->deaths, 1);
   wake_everyone(q);
+  return true;
 }
 
 /* Does a claim of role cover position x? k is checked against nslots, so
@@ -238,12 +243,18 @@ static bool live_coverer(weft_shmq *q, uint64_t role, uint64_t x, uint64_t *min_
   for (uint32_t i = 0; i < hi; i++) {
     shmq_rec *r = &q->recs[i];
     uint32_t st = atomic_load_explicit(&r->state, memory_order_acquire);
-    if (st != SHMQ_REC_ALIVE && st != SHMQ_REC_DEAD) continue;
+    uint32_t kind = SHMQ_REC_KIND(st);
+    if (kind != SHMQ_REC_ALIVE && kind != SHMQ_REC_DEAD) continue;
     uint64_t pos, ck, end;
     if (!claim_read(r, &pos, &ck) || !covers(q, pos, ck, role, x, &end)) continue;
-    if (st == SHMQ_REC_ALIVE) {
+    if (kind == SHMQ_REC_ALIVE) {
       if (owner_alive(r, self)) return true;
-      mark_dead(q, r);
+      /* Dead, unless the record changed owner while we looked: then the
+       * claim read may be the new owner's, so count it as alive (the
+       * caller looks again later). */
+      if (!mark_dead(q, r, st)) return true;
+    } else if (atomic_load_explicit(&r->state, memory_order_acquire) != st) {
+      return true; /* retired meanwhile: the claim read may not be the dead one's */
     }
     if (end < *min_end) *min_end = end;
   }
@@ -267,7 +278,8 @@ static void resolve_prod(weft_shmq *q, shmq_rec *me, uint64_t h) {
     if (i < SHMQ_NREC) {
       shmq_rec *holder = &q->recs[i];
       uint64_t pos, ck;
-      if (atomic_load(&holder->state) == SHMQ_REC_ALIVE && claim_read(holder, &pos, &ck) &&
+      if (SHMQ_REC_KIND(atomic_load(&holder->state)) == SHMQ_REC_ALIVE &&
+          claim_read(holder, &pos, &ck) &&
           pos == h && (ck & SHMQ_ROLE_MASK) == SHMQ_ROLE_RES &&
           owner_alive(holder, (int32_t)getpid()))
         return; /* a live resolver is at work */
@@ -338,8 +350,9 @@ static void resolve_prev_lap(weft_shmq *q, uint64_t p) {
 static void rec_release(weft_shmq *q, shmq_rec *r, bool write_off);
 
 /* Free a dead record once nobody can need its claim any more (see the
- * design note for the rules), writing off its un-done messages. */
-static void try_retire(weft_shmq *q, shmq_rec *r) {
+ * design note for the rules), writing off its un-done messages. st is the
+ * DEAD state the caller saw: if the record changed since, nothing is done. */
+static void try_retire(weft_shmq *q, shmq_rec *r, uint32_t st) {
   uint64_t pos, ck;
   if (claim_read(r, &pos, &ck)) {
     uint64_t k = ck & KMASK, role = ck & SHMQ_ROLE_MASK;
@@ -371,7 +384,6 @@ static void try_retire(weft_shmq *q, shmq_rec *r) {
       }
     }
   }
-  uint32_t st = SHMQ_REC_DEAD;
   if (!atomic_compare_exchange_strong(
           &r->state, &st, SHMQ_REC_CHANGING(SHMQ_REC_RETIRING, getpid())))
     return;
@@ -387,7 +399,9 @@ static void rec_release(weft_shmq *q, shmq_rec *r, bool write_off) {
   if (write_off) atomic_store(&r->done, atomic_load(&r->taken));
   claim_clear(r);
   atomic_store(&r->pid, 0);
-  atomic_store_explicit(&r->state, SHMQ_REC_FREE, memory_order_release);
+  atomic_store_explicit(&r->state,
+                        SHMQ_REC_STATE(SHMQ_REC_FREE, atomic_load(&r->inc)),
+                        memory_order_release);
   if (write_off) notify(&q->h->evc_join);
 }
 
@@ -395,7 +409,7 @@ static void rec_release(weft_shmq *q, shmq_rec *r, bool write_off) {
  * the change: take it over (one CAS, so one survivor does it) and finish. */
 static void rec_reclaim(weft_shmq *q, shmq_rec *r, uint32_t st, int32_t self) {
   uint32_t kind = SHMQ_REC_KIND(st);
-  int32_t pid = (int32_t)(st >> SHMQ_REC_PID_SHIFT);
+  int32_t pid = (int32_t)SHMQ_REC_TAG(st);
   if (kind != SHMQ_REC_BUSY && kind != SHMQ_REC_RETIRING) return;
   if (pid == self || weft__proc_alive_pid(pid)) return;
   if (!atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_CHANGING(kind, self))) return;
@@ -412,13 +426,15 @@ static void scan(weft_shmq *q) {
   for (uint32_t i = 0; i < hi; i++) {
     shmq_rec *r = &q->recs[i];
     uint32_t st = atomic_load_explicit(&r->state, memory_order_acquire);
-    if (st == SHMQ_REC_ALIVE && !owner_alive(r, self)) {
-      mark_dead(q, r);
-      st = SHMQ_REC_DEAD;
+    uint32_t kind = SHMQ_REC_KIND(st);
+    if (kind == SHMQ_REC_ALIVE && !owner_alive(r, self)) {
+      if (!mark_dead(q, r, st)) continue; /* changed owner meanwhile */
+      st = SHMQ_REC_STATE(SHMQ_REC_DEAD, SHMQ_REC_TAG(st));
+      kind = SHMQ_REC_DEAD;
     }
-    if (st == SHMQ_REC_DEAD)
-      try_retire(q, r);
-    else if (st != SHMQ_REC_FREE && st != SHMQ_REC_ALIVE)
+    if (kind == SHMQ_REC_DEAD)
+      try_retire(q, r, st);
+    else if (kind == SHMQ_REC_BUSY || kind == SHMQ_REC_RETIRING)
       rec_reclaim(q, r, st, self);
   }
 }
@@ -446,20 +462,24 @@ static int rec_acquire(weft_shmq *q, uint32_t *out) {
   for (int pass = 0; pass < 2; pass++) {
     for (uint32_t i = 0; i < SHMQ_NREC; i++) {
       shmq_rec *r = &q->recs[i];
-      uint32_t st = SHMQ_REC_FREE;
-      if (atomic_load_explicit(&r->state, memory_order_relaxed) != SHMQ_REC_FREE ||
+      uint32_t st = atomic_load_explicit(&r->state, memory_order_relaxed);
+      if (SHMQ_REC_KIND(st) != SHMQ_REC_FREE ||
           !atomic_compare_exchange_strong(&r->state, &st, SHMQ_REC_CHANGING(SHMQ_REC_BUSY, pid)))
         continue;
+      uint32_t inc = (SHMQ_REC_TAG(st) + 1) & SHMQ_REC_TAG_MASK;
+      /* Scans look below rec_hi only: raise it first, so that even a death
+       * right here leaves the record where a scan reclaims it. */
+      uint32_t hi = atomic_load(&q->h->rec_hi);
+      while (hi < i + 1 && !atomic_compare_exchange_weak(&q->h->rec_hi, &hi, i + 1)) {
+      }
       /* taken and done stay: they carry over, balanced or not, from the
        * record's earlier owners (task_sums adds every record's). */
+      atomic_store(&r->inc, inc);
       atomic_store(&r->pid, pid);
       atomic_store(&r->start, start);
       atomic_store(&r->claim_pos, 0);
       atomic_store(&r->claim_k, 0);
-      atomic_store_explicit(&r->state, SHMQ_REC_ALIVE, memory_order_release);
-      uint32_t hi = atomic_load(&q->h->rec_hi);
-      while (hi < i + 1 && !atomic_compare_exchange_weak(&q->h->rec_hi, &hi, i + 1)) {
-      }
+      atomic_store_explicit(&r->state, SHMQ_REC_STATE(SHMQ_REC_ALIVE, inc), memory_order_release);
       *out = i;
       return 0;
     }
@@ -1088,8 +1108,9 @@ void weft_shmq_destroy(weft_shmq *q) {
   if (q->gen == atomic_load(&fork_gen)) {
     for (uint32_t i = 0; i < q->nthr; i++) {
       shmq_rec *r = &q->recs[q->thr[i].rec];
-      uint32_t st = SHMQ_REC_ALIVE;
-      if (!atomic_compare_exchange_strong(&r->state, &st,
+      uint32_t st = atomic_load(&r->state);
+      if (SHMQ_REC_KIND(st) != SHMQ_REC_ALIVE ||
+          !atomic_compare_exchange_strong(&r->state, &st,
                                           SHMQ_REC_CHANGING(SHMQ_REC_BUSY, getpid())))
         continue;
       rec_release(q, r, false); /* what it took and did not mark done stays owed */

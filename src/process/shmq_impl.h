@@ -46,15 +46,23 @@
 #define SHMQ_SHUT      1u
 #define SHMQ_IMMEDIATE 2u
 
-/* Record states. FREE, ALIVE and DEAD are the whole word. BUSY (a record
- * being taken or given back: its counts stay) and RETIRING (a dead owner's
- * record being freed: its un-done messages are written off) are the low
- * bits, with the pid of the process making the change above them, so that a
- * change cut short by that process's death can be finished by a survivor. */
+/* Record states: the kind in the low 3 bits, a tag above.
+ * FREE, ALIVE, DEAD: the tag is the record's incarnation (inc below, mod
+ *   2^29), new at every allocation, so that a survivor's CAS from what it
+ *   saw (ALIVE of owner n to DEAD) fails once the record has moved on to
+ *   another owner.
+ * BUSY (a record being taken or given back: its counts stay) and RETIRING
+ *   (a dead owner's record being freed: its un-done messages are written
+ *   off): the tag is the pid of the process making the change, so that a
+ *   change cut short by that process's death can be finished by a survivor. */
 enum { SHMQ_REC_FREE = 0, SHMQ_REC_BUSY, SHMQ_REC_ALIVE, SHMQ_REC_DEAD, SHMQ_REC_RETIRING };
 #define SHMQ_REC_KIND(st) ((st) & 7u)
-#define SHMQ_REC_PID_SHIFT 3
-#define SHMQ_REC_CHANGING(kind, pid) ((uint32_t)(kind) | (uint32_t)(pid) << SHMQ_REC_PID_SHIFT)
+#define SHMQ_REC_TAG_SHIFT 3
+#define SHMQ_REC_TAG_MASK ((1u << 29) - 1)
+#define SHMQ_REC_TAG(st) ((st) >> SHMQ_REC_TAG_SHIFT)
+#define SHMQ_REC_STATE(kind, tag) \
+  ((uint32_t)(kind) | ((uint32_t)(tag) & SHMQ_REC_TAG_MASK) << SHMQ_REC_TAG_SHIFT)
+#define SHMQ_REC_CHANGING(kind, pid) SHMQ_REC_STATE(kind, pid)
 
 typedef struct shmq_hdr {
   _Atomic uint64_t magic;  /* SHMQ_MAGIC, written last by the creator */
@@ -87,7 +95,8 @@ typedef struct shmq_rec {
   _Atomic uint64_t taken;     /* messages taken by the threads that owned it */
   _Atomic uint64_t done;      /* task_done they called (both only grow; a
                                  record keeps them across owners) */
-  uint64_t pad[2];
+  _Atomic uint64_t inc;       /* the incarnation in state's tag (see above) */
+  uint64_t pad;
 } shmq_rec;
 
 typedef struct shmq_meta {

@@ -55,7 +55,7 @@ static void dump_segment(weft_shmq *q, const char *why) {
   for (uint32_t i = 0; i < SHMQ_NREC; i++) {
     shmq_rec *r = &v.recs[i];
     uint32_t st = atomic_load(&r->state);
-    if (st == SHMQ_REC_FREE) continue;
+    if (SHMQ_REC_KIND(st) == SHMQ_REC_FREE) continue;
     uint64_t ck = atomic_load(&r->claim_k);
     int32_t pid = atomic_load(&r->pid);
     fprintf(stderr, "rec %u: state %u pid %d %s claim %" PRIu64 "+%" PRIu64 " role %" PRIu64
@@ -286,7 +286,8 @@ TEST(kill9_loop_large_messages) {
 
 static shmq_rec *rec_of(seg_view *v, pid_t pid) {
   for (uint32_t i = 0; i < SHMQ_NREC; i++)
-    if (atomic_load(&v->recs[i].state) == SHMQ_REC_ALIVE && atomic_load(&v->recs[i].pid) == pid)
+    if (SHMQ_REC_KIND(atomic_load(&v->recs[i].state)) == SHMQ_REC_ALIVE &&
+        atomic_load(&v->recs[i].pid) == pid)
       return &v->recs[i];
   return NULL;
 }
@@ -364,11 +365,11 @@ TEST(stopped_producer_is_waited_for_then_killed_is_skipped) {
   ASSERT_EQ(reap(c), 128 + SIGKILL);
   /* The dead record is freed once nothing needs it. */
   int64_t until = weft_now_ns() + 5000 * MS;
-  while (atomic_load(&r->state) != SHMQ_REC_FREE && weft_now_ns() < until) {
+  while (SHMQ_REC_KIND(atomic_load(&r->state)) != SHMQ_REC_FREE && weft_now_ns() < until) {
     weft_shmq_peer_deaths(q);
     usleep(1000);
   }
-  ASSERT_EQ(atomic_load(&r->state), SHMQ_REC_FREE);
+  ASSERT_EQ(SHMQ_REC_KIND(atomic_load(&r->state)), SHMQ_REC_FREE);
   munmap(v.base, v.size);
   weft_shmq_destroy(q);
 }
@@ -531,10 +532,10 @@ TEST(record_left_mid_change_is_reclaimed) {
   atomic_store(&v.h->rec_hi, 8);
 
   weft_shmq_peer_deaths(q); /* scans */
-  ASSERT_UEQ(atomic_load(&taking->state), SHMQ_REC_FREE);
+  ASSERT_UEQ(SHMQ_REC_KIND(atomic_load(&taking->state)), SHMQ_REC_FREE);
   ASSERT_UEQ(atomic_load(&taking->taken), 3); /* its counts carry on */
   ASSERT_UEQ(atomic_load(&taking->done), 1);
-  ASSERT_UEQ(atomic_load(&retiring->state), SHMQ_REC_FREE);
+  ASSERT_UEQ(SHMQ_REC_KIND(atomic_load(&retiring->state)), SHMQ_REC_FREE);
   ASSERT_UEQ(atomic_load(&retiring->done), 2); /* written off */
   ASSERT_UEQ(atomic_load(&by_live->state), SHMQ_REC_CHANGING(SHMQ_REC_BUSY, live));
   ASSERT_UEQ(weft_shmq_peer_deaths(q), 0); /* no participant died */
@@ -542,7 +543,7 @@ TEST(record_left_mid_change_is_reclaimed) {
   kill(live, SIGKILL);
   ASSERT_EQ(reap(live), 128 + SIGKILL);
   weft_shmq_peer_deaths(q);
-  ASSERT_UEQ(atomic_load(&by_live->state), SHMQ_REC_FREE);
+  ASSERT_UEQ(SHMQ_REC_KIND(atomic_load(&by_live->state)), SHMQ_REC_FREE);
 
   /* The queue goes on, and the two messages the reclaimed record still
    * owes keep join waiting, as they would for a live owner. */
@@ -552,6 +553,84 @@ TEST(record_left_mid_change_is_reclaimed) {
   ASSERT_OK(weft_shmq_task_done(q));
   ASSERT_ERR(weft_shmq_join(q, weft_deadline_in_ms(100)), WEFT_ETIMEDOUT);
   munmap(v.base, v.size);
+  weft_shmq_destroy(q);
+}
+
+/* -------------------------------- scans racing with record reuse */
+
+typedef struct churn {
+  weft_shmq *q;
+  _Atomic uint32_t stop;
+  _Atomic uint32_t wrongly_dead; /* a live process found its record taken */
+} churn;
+
+static int churn_scanner(void *arg) {
+  churn *c = arg;
+  while (!atomic_load(&c->stop)) weft_shmq_peer_deaths(c->q);
+  return 0;
+}
+
+static int churn_consumer(void *arg) {
+  churn *c = arg;
+  char b[64];
+  size_t len;
+  for (;;) {
+    int rc = weft_shmq_get(c->q, b, sizeof b, &len, weft_deadline_in_s(STUCK_S));
+    if (rc == WEFT_ESHUTDOWN) return 0;
+    if (rc != 0 && rc != WEFT_EPEERDIED) return 1;
+  }
+}
+
+/* One put, then check that the record is still this process's own, as it
+ * was right after the put, and exit without giving it back (as a killed
+ * process would): the survivors retire it and the next child reuses it. */
+static int churn_short_lived(void *arg) {
+  churn *c = arg;
+  if (weft_shmq_put(c->q, "x", 1, weft_deadline_in_s(STUCK_S)) != 0) return 1;
+  seg_view v = view(c->q);
+  shmq_rec *r = rec_of(&v, getpid());
+  if (!r) return 2;
+  uint32_t st = atomic_load(&r->state);
+  for (int i = 0; i < 200; i++) {
+    if (atomic_load(&r->state) != st) {
+      atomic_fetch_add(&c->wrongly_dead, 1);
+      return 3;
+    }
+    usleep(10);
+  }
+  return 0;
+}
+
+/* Survivors scan while dead processes' records are retired and reused at
+ * once. A scan that judged the old owner dead must not then mark the new,
+ * live owner dead: its CAS names the incarnation it saw. (Before records
+ * carried one, such a scan marked a live process dead; its claim was later
+ * erased with its retired record and a consumer waited forever on the
+ * message it never published: the kill loop found it.) */
+TEST(scans_never_mark_a_new_owner_dead) {
+  weft_shmq *q = NULL;
+  weft_shmq_opts o = {.capacity = 4096, .slot_size = 64, .msg_max = 64};
+  ASSERT_OK(weft_shmq_create(&q, &o));
+  churn *c = shared_map(sizeof *c);
+  c->q = q;
+  pid_t cons = spawn(churn_consumer, c);
+  pid_t scan[3];
+  for (int i = 0; i < 3; i++) scan[i] = spawn(churn_scanner, c);
+  int64_t until = weft_now_ns() + weft_test_knob("WEFT_SHMQ_CHURN_MS", 3000) * MS;
+  long children = 0;
+  while (weft_now_ns() < until) {
+    pid_t k = spawn(churn_short_lived, c);
+    int st = reap(k);
+    children++;
+    if (st != 0) fprintf(stderr, "child %ld exited %d\n", children, st);
+    ASSERT_EQ(st, 0);
+  }
+  atomic_store(&c->stop, 1);
+  for (int i = 0; i < 3; i++) ASSERT_EQ(reap(scan[i]), 0);
+  weft_shmq_shutdown(q, false);
+  ASSERT_EQ(reap_within(cons, STUCK_S * 1000), 0);
+  fprintf(stderr, "%ld short-lived owners, none marked dead while alive\n", children);
+  ASSERT_EQ(atomic_load(&c->wrongly_dead), 0);
   weft_shmq_destroy(q);
 }
 
