@@ -29,6 +29,11 @@ ssize_t recv(int fd, void *buf, size_t len, int flags) {
   return real(fd, buf, len, flags);
 }
 
+static void close_pair(int sv[2]) {
+  ASSERT_OK(weft_coro_close(sv[0]));
+  ASSERT_OK(weft_coro_close(sv[1]));
+}
+
 /* A connected loopback TCP pair: *a is the accepted side, *b the client. */
 static void tcp_pair(int *a, int *b) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -123,8 +128,7 @@ TEST(unix_stream_one_recv_per_request) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
   run_exchange(sv[0], sv[1]);
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
 }
 
 /* Drain the socket in a way that registers it: a read that finds nothing
@@ -132,6 +136,12 @@ TEST(unix_stream_one_recv_per_request) {
 static void drain_and_register(int fd) {
   char c;
   ASSERT_EQ(weft_coro_read(fd, &c, 1, weft_deadline_in_ms(5)), WEFT_ETIMEDOUT);
+}
+
+/* A Unix socket pair of type; sv[0] registered and known to be empty. */
+static void registered_pair(int type, int sv[2]) {
+  ASSERT_EQ(socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  drain_and_register(sv[0]);
 }
 
 static void yield_until_polled(void) {
@@ -142,8 +152,7 @@ static void yield_until_polled(void) {
 
 TEST(edge_seen_with_no_waiter_is_remembered) {
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  drain_and_register(sv[0]);
+  registered_pair(SOCK_STREAM, sv);
   /* Data arrives while no coroutine waits on the socket, and the poller
    * reports its edge to nobody. */
   ASSERT_EQ(write(sv[1], "hi", 2), 2);
@@ -154,14 +163,12 @@ TEST(edge_seen_with_no_waiter_is_remembered) {
   ASSERT_EQ(weft_coro_read(sv[0], buf, sizeof buf, weft_deadline_in_s(2)), 2);
   ASSERT_LT(weft_now_ns() - t0, 1000000000);
   ASSERT_EQ(memcmp(buf, "hi", 2), 0);
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
 }
 
 TEST(zero_deadline_read_asks_the_socket) {
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  drain_and_register(sv[0]);
+  registered_pair(SOCK_STREAM, sv);
   /* No poll in between: the edge is still in the kernel. A read with a
    * zero deadline is a try, and must find the data. */
   ASSERT_EQ(write(sv[1], "x", 1), 1);
@@ -173,14 +180,12 @@ TEST(zero_deadline_read_asks_the_socket) {
   ASSERT_EQ(write(sv[1], "yz", 2), 2);
   ASSERT_EQ(weft_coro_read(sv[0], buf, sizeof buf, weft_deadline_in_s(2)), 2);
   ASSERT_EQ(memcmp(buf, "yz", 2), 0);
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
 }
 
 TEST(short_peek_leaves_the_data_readable) {
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  drain_and_register(sv[0]);
+  registered_pair(SOCK_STREAM, sv);
   ASSERT_EQ(write(sv[1], "abcd", 4), 4);
   yield_until_polled();
   char buf[64];
@@ -190,14 +195,12 @@ TEST(short_peek_leaves_the_data_readable) {
   ASSERT_EQ(weft_coro_read(sv[0], buf, sizeof buf, weft_deadline_in_s(2)), 4);
   ASSERT_LT(weft_now_ns() - t0, 1000000000);
   ASSERT_EQ(memcmp(buf, "abcd", 4), 0);
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
 }
 
 TEST(short_datagram_read_leaves_the_next_readable) {
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  drain_and_register(sv[0]);
+  registered_pair(SOCK_DGRAM, sv);
   ASSERT_EQ(write(sv[1], "one", 3), 3);
   ASSERT_EQ(write(sv[1], "two", 3), 3);
   yield_until_polled();
@@ -210,17 +213,14 @@ TEST(short_datagram_read_leaves_the_next_readable) {
   ASSERT_EQ(weft_coro_read(sv[0], buf, sizeof buf, weft_deadline_in_s(2)), 3);
   ASSERT_LT(weft_now_ns() - t0, 1000000000);
   ASSERT_EQ(memcmp(buf, "two", 3), 0);
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
 }
 
 TEST(closed_and_reused_number_starts_fresh) {
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  drain_and_register(sv[0]);
+  registered_pair(SOCK_STREAM, sv);
   int num = sv[0];
-  ASSERT_OK(weft_coro_close(sv[0]));
-  ASSERT_OK(weft_coro_close(sv[1]));
+  close_pair(sv);
   /* The same number for a new socket that already holds data. */
   int tv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, tv), 0);
@@ -233,6 +233,5 @@ TEST(closed_and_reused_number_starts_fresh) {
   char buf[8];
   ASSERT_EQ(weft_coro_read(tv[0], buf, sizeof buf, weft_deadline_in_s(2)), 3);
   ASSERT_EQ(memcmp(buf, "new", 3), 0);
-  ASSERT_OK(weft_coro_close(tv[0]));
-  ASSERT_OK(weft_coro_close(tv[1]));
+  close_pair(tv);
 }
