@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "process/shmq_impl.h"
 #include "weft_test.h"
 
 #define MS 1000000LL
@@ -45,6 +46,31 @@ static inline int reap(pid_t pid) {
   while (waitpid(pid, &st, 0) < 0) {
   }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* A second mapping of a queue's segment (fd: weft_shmq_fd), to look at and
+ * forge what other processes see. */
+typedef struct seg_view {
+  void *base;
+  size_t size;
+  shmq_hdr *h;
+  shmq_rec *recs;
+  shmq_meta *meta;
+  uint64_t nslots;
+} seg_view;
+
+static inline seg_view view_fd(int fd) {
+  seg_view v;
+  off_t size = lseek(fd, 0, SEEK_END);
+  ASSERT_GT(size, 0);
+  v.size = (size_t)size;
+  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT(v.base != MAP_FAILED);
+  v.h = v.base;
+  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
+  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
+  v.nslots = v.h->nslots;
+  return v;
 }
 
 /* Wait until pid has stopped (SIGSTOP). */

@@ -16,28 +16,11 @@
 
 WEFT_TEST_TIMEOUT(120)
 
-typedef struct seg_view {
-  void *base;
-  size_t size;
-  shmq_hdr *h;
-  shmq_rec *recs;
-  shmq_meta *meta;
-} seg_view;
-
 /* Map q's segment a second time, to look at (and forge) its records. */
 static seg_view view(weft_shmq *q) {
-  seg_view v;
   int fd = weft_shmq_fd(q);
   ASSERT_GE(fd, 0);
-  off_t size = lseek(fd, 0, SEEK_END);
-  ASSERT_GT(size, 0);
-  v.size = (size_t)size;
-  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT(v.base != MAP_FAILED);
-  v.h = v.base;
-  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
-  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
-  return v;
+  return view_fd(fd);
 }
 
 /* Print what the segment says: the header, every record in use (with

@@ -17,29 +17,6 @@
 
 WEFT_TEST_TIMEOUT(120)
 
-typedef struct seg_view {
-  void *base;
-  size_t size;
-  shmq_hdr *h;
-  shmq_rec *recs;
-  shmq_meta *meta;
-  uint64_t nslots;
-} seg_view;
-
-static seg_view view_fd(int fd) {
-  seg_view v;
-  off_t size = lseek(fd, 0, SEEK_END);
-  ASSERT_GT(size, 0);
-  v.size = (size_t)size;
-  v.base = mmap(NULL, v.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT(v.base != MAP_FAILED);
-  v.h = v.base;
-  v.recs = (shmq_rec *)((char *)v.base + v.h->rec_off);
-  v.meta = (shmq_meta *)((char *)v.base + v.h->meta_off);
-  v.nslots = v.h->nslots;
-  return v;
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void) { /* xorshift64*: deterministic for a given seed */
   rng_state ^= rng_state >> 12;
