@@ -12,8 +12,9 @@
  *   W6b mem       the same run, reporting (peak RSS after - peak RSS before
  *                 the first weft call, rounded up to the next KiB) / N in
  *                 bytes per coroutine
- *   W6b mem with impl weft.allalive: every coroutine waits on an event until
- *                 all N exist (the worst case for memory: N stacks at once)
+ *   W6b mem.allalive  the same, but every coroutine waits on an event
+ *                 until all N exist (the worst case for memory: N stacks at
+ *                 once)
  *
  * Every run checks its result (the values passed, the count joined).
  */
@@ -107,7 +108,7 @@ static int wait_gate(void *arg) {
 }
 
 static void spawn(const char *impl, const char *variant, uint64_t n) {
-  bool all_alive = strcmp(impl, "weft.allalive") == 0;
+  bool all_alive = strcmp(variant, "mem.allalive") == 0;
   /* Before any weft call: the hub and its caches count too. */
   long rss0 = maxrss_kib();
   weft_coro_group *g;
@@ -125,12 +126,12 @@ static void spawn(const char *impl, const char *variant, uint64_t n) {
                                (unsigned long long)n);
   weft_coro_group_destroy(g);
   weft_coro_event_destroy(gate);
-  if (strcmp(variant, "mem") == 0)
+  if (strcmp(variant, "spawn") != 0)
     /* The kernel counts in KiB: round the growth up to the next KiB (the
      * same in every program of W6b), so a growth below 1 KiB still gives
      * an upper bound, not 0. */
-    bench_emit("W6b", impl, "mem", n, (double)(rss1 - rss0 + 1) * 1024.0 / (double)n, "B/coro",
-               secs);
+    bench_emit("W6b", impl, variant, n, (double)(rss1 - rss0 + 1) * 1024.0 / (double)n,
+               "B/coro", secs);
   else
     bench_emit("W6b", impl, "spawn", n, (double)n / secs, "coros/s", secs);
 }
@@ -143,7 +144,8 @@ int main(int argc, char **argv) {
     pingpong(impl, n);
   else if (strcmp(variant, "switch") == 0)
     switches(impl, n);
-  else if (strcmp(variant, "spawn") == 0 || strcmp(variant, "mem") == 0)
+  else if (strcmp(variant, "spawn") == 0 || strcmp(variant, "mem") == 0 ||
+           strcmp(variant, "mem.allalive") == 0)
     spawn(impl, variant, n);
   else
     bench_die("unknown variant '%s'", variant);

@@ -10,11 +10,12 @@ is better).
 weft: weft_coro_spawn into a group, weft_coro_group_join, one thread. A
 weft spawn runs the child at once (as libdill does) and the spawner waits at
 the back of the ready queue, so a loop of short spawns keeps only a few
-coroutines alive at a time: that is what its memory figure shows. The impl
-"weft.allalive" (mem only) shows the other extreme: every coroutine blocks
-until all N exist, so N stacks (one touched page each, plus a guard page
-mapping) are alive at once; N is kept at 30 k there because each guarded
-stack is two kernel mappings and vm.max_map_count is 65530.
+coroutines alive at a time: that is what its memory figure shows. The
+variant "mem.allalive" shows the other extreme, for weft and Go alike: every
+coroutine blocks (on an event, on a channel) until all N exist, so N stacks
+are alive at once (weft: one touched page each, plus a guard page mapping;
+Go: its smallest, 2 KiB, stack); N is kept at 30 k there because each
+guarded weft stack is two kernel mappings and vm.max_map_count is 65530.
 Go: N goroutines, runtime.Gosched once, a WaitGroup; "go" with the default
 GOMAXPROCS (all cores), "go.1proc" with one. gevent: gevent.spawn(
 gevent.sleep, 0) N times, gevent.joinall.
@@ -57,7 +58,8 @@ def runs(quick: bool):
         r("go_w6", "go.1proc", "spawn", N_NATIVE),
         r("py_w6", "gevent", "spawn", N_GEVENT, 180.0),
         r("weft_w6", "weft", "mem", N_NATIVE),
-        r("weft_w6", "weft.allalive", "mem", N_ALLALIVE),
+        r("weft_w6", "weft", "mem.allalive", N_ALLALIVE),
+        r("go_w6", "go", "mem.allalive", N_ALLALIVE),
         r("go_w6", "go", "mem", N_NATIVE),
         r("go_w6", "go.1proc", "mem", N_NATIVE),
         r("py_w6", "gevent", "mem", N_GEVENT, 180.0),

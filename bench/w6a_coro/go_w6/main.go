@@ -11,6 +11,8 @@
 //	              (impl go.1proc): goroutines/s
 //	W6b mem       the same run: (peak RSS after - before) / N, bytes per
 //	              goroutine
+//	W6b mem.allalive  the same, but every goroutine waits on a channel
+//	              until all N exist (all N stacks at once)
 package main
 
 import (
@@ -87,7 +89,7 @@ func main() {
 		secs := time.Since(t0).Seconds()
 		wg.Wait()
 		emit("W6a", impl, variant, n, secs*1e9/float64(2*n), "ns", secs)
-	case "spawn", "mem":
+	case "spawn", "mem", "mem.allalive":
 		if impl == "go.1proc" {
 			runtime.GOMAXPROCS(1)
 		}
@@ -95,24 +97,31 @@ func main() {
 		var wg sync.WaitGroup
 		var done sync.Mutex
 		finished := uint64(0)
+		gate := make(chan struct{})
+		allAlive := variant == "mem.allalive"
 		t0 := time.Now()
 		wg.Add(int(n))
 		for i := uint64(0); i < n; i++ {
 			go func() {
-				runtime.Gosched()
+				if allAlive {
+					<-gate
+				} else {
+					runtime.Gosched()
+				}
 				done.Lock()
 				finished++
 				done.Unlock()
 				wg.Done()
 			}()
 		}
+		close(gate)
 		wg.Wait()
 		secs := time.Since(t0).Seconds()
 		rss1 := maxrssKiB()
 		if finished != n {
 			die("not all finished")
 		}
-		if variant == "mem" {
+		if variant != "spawn" {
 			// KiB growth rounded up to the next KiB, as in every W6b program.
 			emit("W6b", impl, variant, n, float64(rss1-rss0+1)*1024/float64(n), "B/coro", secs)
 		} else {
