@@ -16,6 +16,10 @@
 
 WEFT_TEST_TIMEOUT(120)
 
+/* No wait in these tests may take this long (seconds): survivors never hang, and a
+ * wait that does ends the test with a dump of the segment. */
+#define STUCK_S 30
+
 /* Map q's segment a second time, to look at (and forge) its records. */
 static seg_view view(weft_shmq *q) {
   int fd = weft_shmq_fd(q);
@@ -72,11 +76,20 @@ static int reap_within(pid_t pid, int64_t ms) {
   }
 }
 
+/* Reap a child of a test on q that must end with status want within the
+ * stuck bound; if it does not, print the segment and fail. */
+static void reap_expect(weft_shmq *q, pid_t pid, int want, const char *who) {
+  int st = reap_within(pid, (STUCK_S + 10) * 1000);
+  if (st < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "%s (pid %d) did not end", who, (int)pid);
+    dump_segment(q, why);
+  }
+  ASSERT_EQ(st, want);
+}
+
 /* ------------------------------------------------------ the kill loop */
 
-/* No wait below may take this long (seconds): survivors never hang, and a
- * wait that does ends the test with a dump of the segment. */
-#define STUCK_S 30
 #define INC_MAX 8192  /* producer incarnations */
 #define PER_INC 2048  /* messages each incarnation puts at most */
 
@@ -196,11 +209,7 @@ static void kill_loop(long rounds, weft_shmq_opts o, size_t maxlen) {
     }
   }
   atomic_store(&t->stop, 1);
-  for (int i = 0; i < NP; i++) {
-    int st = reap_within(prod[i], (STUCK_S + 10) * 1000);
-    if (st < 0) dump_segment(q, "a producer did not finish");
-    ASSERT_EQ(st, 0);
-  }
+  for (int i = 0; i < NP; i++) reap_expect(q, prod[i], 0, "a producer");
   /* Everything put must drain: the consumers still run. */
   int64_t until = weft_now_ns() + 20000 * MS;
   while (weft_shmq_qsize(q) != 0 && weft_now_ns() < until) usleep(1000);
@@ -221,11 +230,7 @@ static void kill_loop(long rounds, weft_shmq_opts o, size_t maxlen) {
   if (atomic_load(&t->seen[li][0]) == 0) dump_segment(q, "the last message was not taken");
   ASSERT_EQ(atomic_load(&t->seen[li][0]), 1);
   weft_shmq_shutdown(q, false);
-  for (int i = 0; i < NC; i++) {
-    int st = reap_within(cons[i], STUCK_S * 1000);
-    if (st < 0) dump_segment(q, "a consumer did not see the shutdown");
-    ASSERT_EQ(st, 0);
-  }
+  for (int i = 0; i < NC; i++) reap_expect(q, cons[i], 0, "a consumer after the shutdown");
 
   long lost_confirmed = 0, lost_total = 0, delivered = 0;
   for (uint32_t i = 0; i < next_inc; i++) {
@@ -611,7 +616,7 @@ TEST(scans_never_mark_a_new_owner_dead) {
   atomic_store(&c->stop, 1);
   for (int i = 0; i < 3; i++) ASSERT_EQ(reap(scan[i]), 0);
   weft_shmq_shutdown(q, false);
-  ASSERT_EQ(reap_within(cons, STUCK_S * 1000), 0);
+  reap_expect(q, cons, 0, "the consumer after the shutdown");
   fprintf(stderr, "%ld short-lived owners, none marked dead while alive\n", children);
   ASSERT_EQ(atomic_load(&c->wrongly_dead), 0);
   weft_shmq_destroy(q);
@@ -639,8 +644,9 @@ static int storm_producer(void *arg) {
   for (uint32_t i = 0; i < STORM_N; i++) {
     memcpy(b, &id, 4);
     memcpy(b + 4, &i, 4);
-    int rc = weft_shmq_put(s->q, b, 8 + i % 190, WEFT_FOREVER);
+    int rc = weft_shmq_put(s->q, b, 8 + i % 190, weft_deadline_in_s(STUCK_S));
     if (rc == WEFT_EPEERDIED) atomic_fetch_add(&s->peerdied, 1);
+    if (rc == WEFT_ETIMEDOUT) dump_segment(s->q, "a storm producer's put waited too long");
     if (rc != 0) return 1;
   }
   return 0;
@@ -684,12 +690,12 @@ TEST(sigstop_storm_counts_no_death) {
     kill(v, SIGCONT);
     usleep(2000);
   }
-  ASSERT_EQ(reap(p[0]), 0);
-  ASSERT_EQ(reap(p[1]), 0);
+  reap_expect(q, p[0], 0, "storm producer 0");
+  reap_expect(q, p[1], 0, "storm producer 1");
   int64_t until = weft_now_ns() + 20000 * MS;
   while (weft_shmq_qsize(q) != 0 && weft_now_ns() < until) usleep(1000);
   weft_shmq_shutdown(q, false);
-  ASSERT_EQ(reap(p[2]), 0);
+  reap_expect(q, p[2], 0, "the storm consumer after the shutdown");
   for (uint32_t i = 0; i < 2 * STORM_N; i++) ASSERT_EQ(s->seen[i], 1);
   ASSERT_EQ(atomic_load(&s->peerdied), 0);
   ASSERT_UEQ(weft_shmq_peer_deaths(q), 0);
