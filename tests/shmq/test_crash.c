@@ -413,18 +413,11 @@ TEST(stopped_consumer_is_waited_for_then_killed_is_released) {
 /* A survivor that never blocks (its puts and gets always find room and a
  * message) still learns of a death: every 4096 calls it looks for dead
  * participants if 50 ms have passed. */
-static int stop_self(void *arg) {
-  weft_shmq *q = arg;
-  if (weft_shmq_put(q, "c", 1, 0) != 0) return 1;
-  raise(SIGSTOP);
-  return 0;
-}
-
 TEST(busy_survivor_learns_of_a_death) {
   weft_shmq *q = NULL;
   ASSERT_OK(weft_shmq_create(&q, NULL));
   seg_view v = view(q);
-  pid_t c = spawn(stop_self, q);
+  pid_t c = spawn(put_then_stop, q);
   wait_stopped(c);
   shmq_rec *r = rec_of(&v, c);
   ASSERT_NOT_NULL(r);
